@@ -206,6 +206,25 @@ def test_engine_end_to_end_on_every_backend(store):
     assert second.estimate.total > 40
 
 
+def test_bulk_history_and_counters_load_idempotently(store):
+    from tokenlimit_core.store import Counter, DailyUsage
+
+    daily = [DailyUsage("2025-01-0%d" % d, "u%d" % u, "m", tokens=100 * d, requests=d)
+             for d in range(1, 4) for u in range(2)]
+    events = [LedgerEvent(request_id=f"old{i}", ts=1_700_000_000 + i, day="2025-01-01", user_id="u0",
+                          model="m", charged=10, status="settled", actual_prompt=5, actual_completion=5)
+              for i in range(3)]
+    for _ in range(2):
+        store.put_history(daily, events)
+        store.put_counters([(Counter(CounterKey("user:u0:total", "2026-12-04"), 70, 0, 5), FAR)])
+    rows = store.daily_usage("2025-01-01", "2025-01-31")
+    assert len(rows) == 6 and sum(r.tokens for r in rows) == 2 * (100 + 200 + 300)
+    assert len(store.ledger(0, 2_000_000_000)) == 3
+    [counter] = store.counters([CounterKey("user:u0:total", "2026-12-04")])
+    assert (counter.used, counter.granted) == (70, 5)
+    assert [c.key for c, _ in store.all_counters()] == [CounterKey("user:u0:total", "2026-12-04")]
+
+
 def test_info_reports_schema_and_health(store):
     info = store.info()
     assert info["schema_version"] == SCHEMA_VERSION

@@ -133,6 +133,29 @@ class StoreState:
         return [DailyUsage(day, uid, model, **row) for (day, uid, model), row in sorted(self.daily.items())
                 if first_day <= day <= last_day and (user_id is None or uid == user_id)]
 
+    def put_history(self, daily: Iterable[DailyUsage], events: Iterable[LedgerEvent]) -> None:
+        for row in daily:
+            self.daily[(row.day, row.user_id, row.model)] = {
+                "tokens": row.tokens, "prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens,
+                "requests": row.requests, "denied": row.denied, "cost": row.cost}
+        for event in events:
+            if event.request_id not in self.pending:
+                self.events[event.request_id] = event
+
+    def put_counters(self, counters: Iterable[tuple[Counter, float]]) -> None:
+        for counter, expires_at in counters:
+            self.counters[str(counter.key)] = {"used": counter.used, "pending": counter.pending,
+                                               "granted": counter.granted, "expires_at": expires_at}
+
+    def all_counters(self, now: float) -> list[tuple[Counter, float]]:
+        out = []
+        for text, row in self.counters.items():
+            if row["expires_at"] > now:
+                scope, window = text.rsplit("@", 1)
+                out.append((Counter(CounterKey(scope, window), row["used"], row["pending"], row["granted"]),
+                            row["expires_at"]))
+        return out
+
     def save_policy(self, policy_json: str, actor: str, now: float) -> int:
         revision = (self.policy.revision if self.policy else 0) + 1
         self.policy = PolicyRecord(policy_json, revision, now, actor)
@@ -213,6 +236,18 @@ class MemoryStore:
     def daily_usage(self, first_day: str, last_day: str, user_id: Optional[str] = None) -> list[DailyUsage]:
         with self._lock:
             return self._state.daily_usage(first_day, last_day, user_id)
+
+    def put_history(self, daily: Iterable[DailyUsage] = (), events: Iterable[LedgerEvent] = ()) -> None:
+        with self._lock:
+            self._state.put_history(daily, events)
+
+    def put_counters(self, counters: Iterable[tuple[Counter, float]]) -> None:
+        with self._lock:
+            self._state.put_counters(counters)
+
+    def all_counters(self) -> list[tuple[Counter, float]]:
+        with self._lock:
+            return self._state.all_counters(time.time())
 
     def touch_user(self, user: UserInfo) -> None:
         with self._lock:
