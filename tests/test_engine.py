@@ -243,3 +243,15 @@ def test_user_directory_is_kept_current():
     engine.check(UserInfo("alice", "Alice", "a@x.org", "user", ("g1",)), "m", BODY)
     [user] = store.users()
     assert (user.name, user.email, user.groups) == ("Alice", "a@x.org", ("g1",))
+
+
+def test_estimation_off_admits_while_quota_is_left_and_settles_actuals():
+    store = open_store("memory://")
+    engine = Engine(store, seed=Policy(roles={"user": 100}), estimation=False)
+    big = {"messages": [{"role": "user", "content": "word " * 500}]}
+    first = engine.check(ALICE, "m", big, request_id="a")
+    assert first.allowed and first.estimate.method == "disabled"
+    reply = {"messages": big["messages"] + [{"role": "assistant", "content": "ok"}]}
+    event = engine.settle("a", reply)
+    assert event.actual_prompt > 400  # estimated from the outlet's messages, not the 1-token placeholder
+    assert not engine.check(ALICE, "m", big).allowed

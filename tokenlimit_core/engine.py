@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Callable, Optional
 
 from . import messages
-from .estimate import Estimate, Estimator, calibration_for
+from .estimate import Estimate, Estimator, Features, calibration_for
 from .periods import utcnow, usage_day, window_bounds, window_label
 from .policy import Budget, Policy, is_metered, resolve
 from .store import (BudgetCharge, ChargeRequest, Counter, CounterKey, LedgerEvent, Settlement, Store,
@@ -88,7 +88,7 @@ class Engine:
 
     def __init__(self, store: Store, *, seed: Optional[Policy] = None, failure_mode: str = "allow",
                  clock: Callable[[], datetime] = utcnow, estimator: Optional[Estimator] = None,
-                 policy_ttl: float = 0.5):
+                 policy_ttl: float = 0.5, estimation: bool = True):
         if failure_mode not in ("allow", "block"):
             raise ValueError(f"failure_mode must be 'allow' or 'block', not {failure_mode!r}")
         self.store = store
@@ -97,6 +97,8 @@ class Engine:
         self.clock = clock
         self.estimator = estimator or Estimator()
         self.policy_ttl = policy_ttl
+        # Off (TOKEN_LIMIT_ENABLE_ESTIMATION=false): admit while any quota is left, charge 1 token until settled.
+        self.estimation = estimation
         self._policy: Optional[Policy] = None
         self._revision = -1
         self._checked_at = 0.0
@@ -165,8 +167,11 @@ class Engine:
         if not is_metered(policy, [model, base_model]):
             return Decision(True, "unmetered", request_id)
         calibration = calibration_for(policy, model, base_model)
-        estimate = self.estimator.estimate(body, model, calibration, completion_cap=policy.completion_cap,
-                                           webui=source == "webui")
+        if self.estimation:
+            estimate = self.estimator.estimate(body, model, calibration, completion_cap=policy.completion_cap,
+                                               webui=source == "webui")
+        else:
+            estimate = Estimate(1, 0, "disabled", Features())
         budgets = resolve(policy, user.id, user.role, model, base_model=base_model, groups=list(user.groups))
         bounds = [window_bounds(b.window, now) for b in budgets]
         charges = tuple(BudgetCharge(CounterKey(b.scope, window_label(b.window, now)), b.limit, end.timestamp())
@@ -202,7 +207,11 @@ class Engine:
             if usage is None:
                 calibration = calibration_for(policy, event.model, event.base_model)
                 completion = self.estimator.reply_tokens(reply_text(body), event.model, calibration)
-                usage = Usage(event.est_prompt, completion, "estimate")
+                prompt = event.est_prompt
+                if event.est_method == "disabled" and isinstance(body, dict) and isinstance(body.get("messages"), list):
+                    prompt = self.estimator.estimate({"messages": body["messages"][:-1]}, event.model,
+                                                     calibration, webui=event.source == "webui").prompt
+                usage = Usage(prompt, completion, "estimate")
             cost = cost_of(policy, event.model, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
             settlement = Settlement(usage.prompt_tokens, usage.completion_tokens, usage.source, cost)
             settled = self.store.settle(request_id, settlement, now.timestamp())

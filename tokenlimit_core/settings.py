@@ -12,6 +12,7 @@ from typing import Any, Literal, Mapping, Optional
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from .periods import get_zone
 from .policy import OPEN_WEBUI_ROLES, Policy, Tier, UserOverride
 
 PREFIX = "TOKEN_LIMIT_"
@@ -68,6 +69,13 @@ class Settings(BaseModel):
             if limit < -1:
                 raise ValueError(f"limit for {key!r} is {limit}; use -1 for unlimited, 0 to block")
         return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone_exists(cls, value: str) -> str:
+        if value.strip():
+            get_zone(value.strip())
+        return value.strip()
 
     @field_validator("target_models", mode="before")
     @classmethod
