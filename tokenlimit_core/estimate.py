@@ -32,6 +32,11 @@ _KANA_HANGUL = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af\u1100-\u11f
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 
 
+def script_counts(text: str) -> tuple[int, int, int]:
+    """Characters of (han, kana_hangul, cyrillic) in a text."""
+    return len(_HAN.findall(text)), len(_KANA_HANGUL.findall(text)), len(_CYRILLIC.findall(text))
+
+
 @dataclass(frozen=True)
 class Features:
     """What an estimate is computed from; additive over messages."""
@@ -73,12 +78,15 @@ class Tokenizer:
 
     def __init__(self, wanted: str = "cl100k_base"):
         self.wanted = wanted
+        self._mine: Optional[tuple[Any, str]] = None
 
     def _encoding(self) -> tuple[Any, str]:
-        with self._lock:
-            if self.wanted not in self._loaded:
-                self._loaded[self.wanted] = _load_encoding(self.wanted)
-            return self._loaded[self.wanted]
+        if self._mine is None:
+            with self._lock:
+                if self.wanted not in self._loaded:
+                    self._loaded[self.wanted] = _load_encoding(self.wanted)
+                self._mine = self._loaded[self.wanted]
+        return self._mine
 
     @property
     def method(self) -> str:
@@ -157,68 +165,107 @@ class Estimator:
     """Turns chat bodies into `Estimate`s, caching per-message features (bounded)."""
 
     def __init__(self, cache_entries: int = CACHE_ENTRIES):
-        self._cache: OrderedDict[tuple, Features] = OrderedDict()
+        self._cache: OrderedDict[tuple, tuple[int, ...]] = OrderedDict()
         self._cache_entries = cache_entries
+        self._roles: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
-    def text_features(self, text: str, tokenizer: Tokenizer) -> Features:
-        """Features of one text (cached)."""
-        key = (tokenizer.wanted, text)
+    def _cached(self, key: tuple, compute) -> tuple[int, ...]:
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
+        value = compute()
+        with self._lock:
+            self._cache[key] = value
+            if len(self._cache) > self._cache_entries:
+                self._cache.popitem(last=False)
+        return value
+
+    def _text_counts(self, text: str, tokenizer: Tokenizer) -> tuple[int, ...]:
+        """(tokens, han, kana_hangul, cyrillic, 0, 0, 0) of one text."""
         if len(text) > MAX_TOKENIZE_CHARS:
-            features = Features(tokens=count_by_length(text))
-        else:
-            features = Features(tokenizer.count(text), len(_HAN.findall(text)),
-                                len(_KANA_HANGUL.findall(text)), len(_CYRILLIC.findall(text)))
-        if len(text) <= MAX_TOKENIZE_CHARS:
-            with self._lock:
-                self._cache[key] = features
-                if len(self._cache) > self._cache_entries:
-                    self._cache.popitem(last=False)
-        return features
+            return (count_by_length(text), 0, 0, 0, 0, 0, 0)
+        if text.isascii():  # most text: no script counting needed
+            return (tokenizer.count(text), 0, 0, 0, 0, 0, 0)
+        return (tokenizer.count(text),) + script_counts(text) + (0, 0, 0)
+
+    def text_features(self, text: str, tokenizer: Tokenizer) -> Features:
+        """Features of one text (cached)."""
+        if len(text) > MAX_TOKENIZE_CHARS:
+            return Features(*self._text_counts(text, tokenizer))
+        return Features(*self._cached((tokenizer.wanted, text), lambda: self._text_counts(text, tokenizer)))
+
+    def _message_counts(self, message: Any, tokenizer: Tokenizer) -> tuple[int, ...]:
+        if not isinstance(message, dict):
+            if not message:
+                return (0,) * 7
+            counts = self._text_counts(str(message)[:MAX_TOKENIZE_CHARS * 2], tokenizer)
+            return counts[:4] + (1, 0, 0)
+        role, content, name = message.get("role"), message.get("content"), message.get("name")
+        if isinstance(content, str) and not message.get("tool_calls") and len(content) <= MAX_TOKENIZE_CHARS:
+            key = (tokenizer.wanted, role if isinstance(role, str) else None, content,
+                   name if isinstance(name, str) else None)
+            return self._cached(key, lambda: self._compute_message(message, tokenizer))
+        return self._compute_message(message, tokenizer)
+
+    def _compute_message(self, message: dict, tokenizer: Tokenizer) -> tuple[int, ...]:
+        content = message.get("content")
+        texts, images = ([content], 0) if isinstance(content, str) else _text_parts(content)
+        role, name = message.get("role"), message.get("name")
+        has_name = isinstance(name, str) and bool(name)
+        tokens = han = kana = cyrillic = 0
+        if isinstance(role, str):  # roles repeat: count each once per encoding
+            key = (tokenizer.wanted, role[:100])
+            count = self._roles.get(key)
+            if count is None:
+                count = tokenizer.count(role[:100])
+                if len(self._roles) < 1000:  # roles come from the request: keep the cache bounded
+                    self._roles[key] = count
+            tokens += count
+        if has_name:
+            texts.append(name)
+        calls = message.get("tool_calls")
+        if isinstance(calls, list):
+            texts += [_json(call) for call in calls]
+        for text in texts:
+            counts = self._text_counts(text, tokenizer)
+            tokens += counts[0]
+            han += counts[1]
+            kana += counts[2]
+            cyrillic += counts[3]
+        return (tokens, han, kana, cyrillic, 1, int(has_name), images)
 
     def message_features(self, message: Any, tokenizer: Tokenizer) -> Features:
         """Features of one chat message: role, content parts, name, tool calls."""
-        if not isinstance(message, dict):
-            return self.text_features(str(message), tokenizer) + Features(messages=1) if message else Features()
-        texts, images = _text_parts(message.get("content"))
-        role = message.get("role")
-        if isinstance(role, str):
-            texts.append(role)
-        name = message.get("name")
-        if isinstance(name, str) and name:
-            texts.append(name)
-        for call in message.get("tool_calls") or [] if isinstance(message.get("tool_calls"), list) else []:
-            texts.append(_json(call))
-        total = Features(messages=1, names=1 if name else 0, images=images)
-        for text in texts:
-            total = total + self.text_features(text, tokenizer)
-        return total
+        return Features(*self._message_counts(message, tokenizer))
 
     def features(self, body: Any, model: str) -> tuple[Features, str]:
         """Features of a whole request body and the counting method."""
         tokenizer = Tokenizer(encoding_for(model))
-        total = Features()
         if not isinstance(body, dict):
-            return total, tokenizer.method
+            return Features(), tokenizer.method
+        total = [0] * 7
+        extra: list[tuple[int, ...]] = []
         messages = body.get("messages")
         if isinstance(messages, list):
             for message in messages:
-                total = total + self.message_features(message, tokenizer)
+                for i, value in enumerate(self._message_counts(message, tokenizer)):
+                    total[i] += value
         elif isinstance(body.get("prompt"), str):
-            total = total + self.text_features(body["prompt"], tokenizer) + Features(messages=1)
+            extra.append(self._text_counts(body["prompt"], tokenizer)[:4] + (1, 0, 0))
         if isinstance(body.get("system"), str):
-            total = total + self.text_features(body["system"], tokenizer) + Features(messages=1)
+            extra.append(self._text_counts(body["system"], tokenizer)[:4] + (1, 0, 0))
         if body.get("tools"):
-            total = total + self.text_features(_json(body["tools"]), tokenizer)
+            extra.append(self._text_counts(_json(body["tools"]), tokenizer))
+        for counts in extra:
+            for i, value in enumerate(counts):
+                total[i] += value
         method = tokenizer.method
         if any(len(t) > MAX_TOKENIZE_CHARS for t in _long_texts(messages)):
             method += "+length"
-        return total, method
+        return Features(*total), method
 
     def estimate(self, body: Any, model: str, calibration: Calibration, *, completion_cap: int = 4096,
                  webui: bool = False) -> Estimate:
