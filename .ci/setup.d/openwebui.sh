@@ -7,17 +7,19 @@ cd "$(dirname "$0")/../.."
 VERSION="0.12.4"
 VENV=".cache/openwebui-venv"
 WHEELS=".cache/openwebui-wheel"
+# What the bundled Function's front matter asks for (Open WebUI skips pip installs in OFFLINE_MODE).
+FILTER_REQS="$(sed -n 's/^requirements: *//p' filters/tokenlimit_function.py | head -n1)"
+STAMP="$VENV/.tokenlimit-setup"
+WANT="open-webui==$VERSION slim; $FILTER_REQS"
 
-if [ -x "$VENV/bin/python" ] && [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("open-webui"))' 2>/dev/null)" = "$VERSION" ] \
-   && [ -f "$VENV/.slim-requirements-installed" ]; then
-  echo "open-webui $VERSION already installed in $VENV"
+if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
+  echo "open-webui $VERSION and the filter's requirements already installed in $VENV"
   exit 0
 fi
 
 PYTHON="${PYTHON:-python3}"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-"${PIP[@]}" install --upgrade pip >/dev/null
 
 mkdir -p "$WHEELS"
 wheel="$(ls "$WHEELS"/open_webui-"$VERSION"-*.whl 2>/dev/null | head -n1 || true)"
@@ -40,5 +42,9 @@ PY
 
 "${PIP[@]}" install --no-deps "$wheel"
 "${PIP[@]}" install -r "$WHEELS/requirements-slim.txt"
-touch "$VENV/.slim-requirements-installed"
+if [ -n "$FILTER_REQS" ]; then
+  # shellcheck disable=SC2086
+  "${PIP[@]}" install $(echo "$FILTER_REQS" | tr ',' ' ')
+fi
+echo "$WANT" > "$STAMP"
 echo "open-webui $VERSION installed in $VENV"
