@@ -128,6 +128,16 @@ class DemoSummary:
     daily_rows: int
     events: int
 
+    def describe(self, language: str = "en") -> str:
+        """A short report for the terminal, in English or Chinese."""
+        if language == "zh":
+            return (f"已生成 {self.users} 个用户 {self.days} 天的模拟流量：{self.requests} 个请求"
+                    f"（拒绝 {self.denied}，警告 {self.warned}，未结算 {self.unsettled}），共 {self.tokens:,} 个令牌；"
+                    f"每日汇总 {self.daily_rows} 行。")
+        return (f"Simulated {self.days} days of traffic by {self.users} users: {self.requests} requests "
+                f"({self.denied} refused, {self.warned} warned, {self.unsettled} never settled), "
+                f"{self.tokens:,} tokens; {self.daily_rows} daily rows.")
+
 
 def demo_policy(users: int = 60) -> Policy:
     """The demo's policy: roles, tiers, groups, model globs, an override, shared budgets, prices."""

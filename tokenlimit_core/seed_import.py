@@ -36,6 +36,22 @@ class SeedImport:
     conflicts: int = 0  # the store holds different numbers for that day, user and model; kept the store's
     models_exceed_total: list[str] = field(default_factory=list)  # "user/day" where the models sum past total
 
+    def describe(self, language: str = "en") -> str:
+        """A short report for the terminal, in English or Chinese."""
+        if language == "zh":
+            text = (f"已从 {self.path} 导入 {self.users} 个用户、{self.days} 天、{self.rows} 行，共 {self.tokens:,} 个令牌。"
+                    f"已存在（跳过）{self.already_present} 行；与存储中数据不同（保留存储中的）{self.conflicts} 行。")
+            if self.models_exceed_total:
+                text += f"\n各模型之和超过 total_tokens 的条目（按模型导入）：{', '.join(self.models_exceed_total[:10])}"
+            return text
+        text = (f"Imported {self.rows} rows ({self.users} users, {self.days} days, {self.tokens:,} tokens) "
+                f"from {self.path}. Already present (skipped): {self.already_present}; "
+                f"different in the store (kept the store's): {self.conflicts}.")
+        if self.models_exceed_total:
+            text += f"\nModels add up to more than total_tokens (imported per model): " \
+                    f"{', '.join(self.models_exceed_total[:10])}"
+        return text
+
 
 def _count(value: Any, path: str, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != int(value):
