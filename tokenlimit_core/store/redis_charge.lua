@@ -1,0 +1,66 @@
+-- Store.charge: check and charge one request against all its budgets, in one atomic step.
+-- KEYS: 1 request hash, 2 pending queue, 3 ledger, 4 user ledger, 5 stream, 6 counter index, 7 seq,
+--       7+i counter of budget i
+-- ARGV: 1 prefix, 2 amount, 3 enforce (1/0), 4 warn threshold, 5 budgets n, 6 grace s, 7 stream maxlen,
+--       8 now, 9 ledger retention s (0 = keep), 10 ts, 11 request id, then n x (limit, window end,
+--       counter name), then the event's field/value pairs
+-- Returns {charged, verdict's charge, decision, deciding (0 = none), reason, duplicate,
+--          then used, pending, granted of each budget before the charge}.
+local prefix, amount = ARGV[1], tonumber(ARGV[2])
+local enforce, threshold, n = ARGV[3] == '1', tonumber(ARGV[4]), tonumber(ARGV[5])
+local grace, maxlen, now, keep = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local ts, rid = tonumber(ARGV[10]), ARGV[11]
+local h = KEYS[1]
+local limits, counters, names, ends = {}, {}, {}, {}
+for i = 1, n do
+  local a = 11 + (i - 1) * 3
+  limits[i], ends[i], names[i] = tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
+  counters[i] = read_counter(KEYS[7 + i])
+end
+
+local function reply(charged, charge, decision, deciding, reason, duplicate)
+  local out = {charged and 1 or 0, charge and 1 or 0, decision, deciding, reason, duplicate and 1 or 0}
+  for i = 1, n do
+    for j = 1, 3 do out[#out + 1] = counters[i][j] end
+  end
+  return out
+end
+
+if redis.call('EXISTS', h) == 1 then
+  -- charged before (a retry, or another node): change nothing
+  local charge, decision, deciding, reason = judge(limits, counters, 0, enforce, threshold)
+  return reply(redis.call('HGET', h, 'status') ~= 'denied', charge, decision, deciding, reason, true)
+end
+
+local charge, decision, deciding, reason = judge(limits, counters, amount, enforce, threshold)
+local pairs_ = {}
+for a = 12 + n * 3, #ARGV do pairs_[#pairs_ + 1] = ARGV[a] end
+redis.call('HSET', h, unpack(pairs_))
+redis.call('HSET', h, 'decision', decision, 'charged', charge and amount or 0,
+  'status', charge and 'pending' or 'denied')
+if deciding > 0 then redis.call('HSET', h, 'deciding', names[deciding]) end
+
+if charge then
+  local keys = {}
+  for i = 1, n do
+    add_counter(KEYS[7 + i], KEYS[6], names[i], ends[i], grace, 0, amount, 0)
+    keys[i] = KEYS[7 + i]
+  end
+  local encoded = '[]'
+  if n > 0 then encoded = cjson.encode(keys) end
+  redis.call('HSET', h, '_amount', amount, '_keys', encoded, '_pq', KEYS[2])
+  redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[7]), rid)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - grace)
+
+redis.call('ZADD', KEYS[3], ts, rid)
+redis.call('ZADD', KEYS[4], ts, rid)
+if keep > 0 then
+  redis.call('EXPIREAT', h, math.ceil(ts + keep))
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - keep)
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - keep)
+end
+
+roll_event(prefix, h, {0, 0, 0, 0}, event_parts(h), 1, charge and 0 or 1)
+stream_add(KEYS[5], maxlen, h)
+return reply(charge, charge, decision, deciding, reason, false)

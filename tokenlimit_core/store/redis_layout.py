@@ -1,0 +1,143 @@
+"""Where the Redis store keeps what, and how records are written as Redis strings and hashes.
+
+Every key starts with a prefix (default `tokenlimit:`), so a Redis shared with
+Open WebUI keeps both apart. The layout, by key suffix:
+
+    schema                 string  the store's schema version
+    policy / policy:rev    hash / string (INCR)  the policy in force and its revision
+    c:<scope>@<window>     hash    counter: used, pending, granted, exp (window end, epoch s)
+    counters               zset    counter names by window end (for `all_counters`, migrate)
+    r:<request id>         hash    ledger event (LedgerEvent fields) + _amount/_keys/_pq while pending
+    pq:<user>\\x1f<model>    zset    pending request ids of a user and model, oldest first
+    seq                    string  order of pending requests across nodes
+    ledger / lu:<user>     zset    request ids by time, all and per user
+    stream                 stream  every ledger change, capped with MAXLEN ~
+    days                   zset    days that have rollups; d:<day> and du:<user> hashes hold them
+    users / audit          hash / list  user directory (JSON per id) and audit trail (newest first)
+
+Rollup hashes hold one field per (user, model) of a day (`d:<day>`) and per
+(day, model) of a user (`du:<user>`); the value packs the six numbers of a
+`DailyUsage` as "tokens prompt completion requests denied cost", which the
+Lua scripts update in place.
+"""
+from __future__ import annotations
+
+import typing
+from dataclasses import fields
+from typing import Any, Optional
+
+from .base import CounterKey, DailyUsage, LedgerEvent
+
+SEP = "\x1f"  # between user and model (or day and model) in rollup fields and queue names
+INTERNAL = ("_amount", "_keys", "_pq")  # request-hash fields that are not part of the event
+
+
+class KeyLayout:
+    """Names of every key under one prefix."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.schema = prefix + "schema"
+        self.policy = prefix + "policy"
+        self.policy_revision = prefix + "policy:rev"
+        self.counter_index = prefix + "counters"
+        self.seq = prefix + "seq"
+        self.ledger = prefix + "ledger"
+        self.stream = prefix + "stream"
+        self.days = prefix + "days"
+        self.users = prefix + "users"
+        self.audit = prefix + "audit"
+
+    def counter(self, key: CounterKey) -> str:
+        return f"{self.prefix}c:{key}"
+
+    def request(self, request_id: str) -> str:
+        return f"{self.prefix}r:{request_id}"
+
+    def pending_queue(self, user_id: str, model: str) -> str:
+        return f"{self.prefix}pq:{user_id}{SEP}{model}"
+
+    def user_ledger(self, user_id: str) -> str:
+        return f"{self.prefix}lu:{user_id}"
+
+    def day_rollup(self, day: str) -> str:
+        return f"{self.prefix}d:{day}"
+
+    def user_rollup(self, user_id: str) -> str:
+        return f"{self.prefix}du:{user_id}"
+
+
+def _field_types() -> dict[str, type]:
+    hints = typing.get_type_hints(LedgerEvent)
+    out = {}
+    for f in fields(LedgerEvent):
+        kind = hints[f.name]
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        out[f.name] = args[0] if args else kind
+    return out
+
+
+EVENT_TYPES = _field_types()
+SET_BY_CHARGE = ("decision", "deciding", "charged", "status")  # the charge script decides these
+
+
+def number_text(value: Any) -> str:
+    """A number as Redis text that reads back exactly (repr keeps every bit of a float)."""
+    return repr(float(value)) if isinstance(value, float) else str(int(value))
+
+
+def event_pairs(event: LedgerEvent, skip: tuple[str, ...] = ()) -> list[str]:
+    """The event as flat [field, value, ...] strings; None fields are left out."""
+    out: list[str] = []
+    for name, kind in EVENT_TYPES.items():
+        value = getattr(event, name)
+        if value is None or name in skip:
+            continue
+        out += [name, number_text(value) if kind in (int, float) else str(value)]
+    return out
+
+
+def _decode(kind: type, text: str) -> Any:
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            return int(float(text))
+    if kind is float:
+        return float(text)
+    return text
+
+
+def event_from_hash(raw: dict) -> Optional[LedgerEvent]:
+    """The LedgerEvent stored in a request hash (bytes or str keys), or None for an empty hash."""
+    if not raw:
+        return None
+    data = {}
+    for key, value in raw.items():
+        name = key.decode() if isinstance(key, bytes) else key
+        if name in EVENT_TYPES:
+            text = value.decode() if isinstance(value, bytes) else value
+            data[name] = _decode(EVENT_TYPES[name], text)
+    return LedgerEvent.from_dict(data)
+
+
+def event_from_flat(items: list) -> Optional[LedgerEvent]:
+    """The LedgerEvent from a script's flat HGETALL reply [field, value, ...]."""
+    return event_from_hash(dict(zip(items[0::2], items[1::2]))) if items else None
+
+
+def pack_usage(row: DailyUsage) -> str:
+    """A rollup value as the scripts keep it."""
+    return f"{row.tokens} {row.prompt_tokens} {row.completion_tokens} {row.requests} {row.denied} {row.cost!r}"
+
+
+def unpack_usage(day: str, user_id: str, model: str, text: str) -> DailyUsage:
+    """A rollup value back as DailyUsage."""
+    t, p, c, r, d, cost = text.split(" ")
+    return DailyUsage(day, user_id, model, int(float(t)), int(float(p)), int(float(c)), int(float(r)),
+                      int(float(d)), float(cost))
+
+
+def text(value) -> str:
+    """Redis reply bytes as str."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,119 @@
+-- Helpers shared by the tokenlimit scripts; redis_scripts.py puts this file in front of each one.
+-- Rules mirror tokenlimit_core/store/base.py (judge, rollup_delta) and memory.py (StoreState).
+
+local SEP = '\31'
+
+local function num(v)
+  if v then return tonumber(v) or 0 end
+  return 0
+end
+
+-- {used, pending, granted} of a counter hash (0 when absent)
+local function read_counter(key)
+  local v = redis.call('HMGET', key, 'used', 'pending', 'granted')
+  return {num(v[1]), num(v[2]), num(v[3])}
+end
+
+-- Port of base.judge: returns charge (bool), decision, deciding budget (1-based, 0 = none), reason ('' = none).
+-- Ties go to the first budget, as Python's min() and max() do.
+local function judge(limits, counters, amount, enforce, threshold)
+  local finite = {}
+  for i = 1, #limits do
+    if limits[i] >= 0 then
+      local c = counters[i]
+      finite[#finite + 1] = {i, limits[i] + c[3] - c[1] - c[2]}
+    end
+  end
+  local fail_i, fail_left = nil, nil
+  for _, f in ipairs(finite) do
+    if amount > f[2] and (fail_i == nil or f[2] < fail_left) then fail_i, fail_left = f[1], f[2] end
+  end
+  if fail_i then
+    local reason = 'too_large'
+    if fail_left <= 0 then reason = 'used_up' end
+    if enforce then return false, 'denied', fail_i, reason end
+    return true, 'shadow_denied', fail_i, reason
+  end
+  if #finite == 0 then return true, 'allowed', 0, '' end
+  local best, best_share = nil, nil
+  for _, f in ipairs(finite) do
+    local cap = limits[f[1]] + counters[f[1]][3]
+    local share = 1.0
+    if cap > 0 then share = (cap - f[2] + amount) / cap end
+    if best == nil or share > best_share then best, best_share = f[1], share end
+  end
+  if best_share >= threshold then return true, 'warned', best, '' end
+  return true, 'allowed', best, ''
+end
+
+-- Adds to a counter and keeps its window end (the latest seen) and expiry (window end + grace).
+local function add_counter(key, index, name, exp_text, grace, used, pending, granted)
+  if used ~= 0 then redis.call('HINCRBY', key, 'used', used) end
+  if pending ~= 0 then redis.call('HINCRBY', key, 'pending', pending) end
+  if granted ~= 0 then redis.call('HINCRBY', key, 'granted', granted) end
+  local old = redis.call('HGET', key, 'exp')
+  local exp = tonumber(exp_text)
+  if not old or exp > tonumber(old) then
+    redis.call('HSET', key, 'exp', exp_text)
+    redis.call('EXPIREAT', key, math.ceil(exp + grace))
+    redis.call('ZADD', index, exp, name)
+  elseif redis.call('TTL', key) == -1 then
+    redis.call('EXPIREAT', key, math.ceil(tonumber(old) + grace))
+  end
+end
+
+-- Adds to one packed rollup value "tokens prompt completion requests denied cost".
+local function roll_field(key, field, d)
+  local old = redis.call('HGET', key, field)
+  local v = {0, 0, 0, 0, 0, 0}
+  if old then
+    local i = 1
+    for x in string.gmatch(old, '[^ ]+') do v[i] = tonumber(x); i = i + 1 end
+  end
+  redis.call('HSET', key, field, string.format('%d %d %d %d %d %.15g', v[1] + d[1], v[2] + d[2],
+    v[3] + d[3], v[4] + d[4], v[5] + d[5], v[6] + d[6]))
+end
+
+-- Moves the daily rollup of (day, user, model), indexed by day and by user.
+local function roll(prefix, day, user, model, d)
+  roll_field(prefix .. 'd:' .. day, user .. SEP .. model, d)
+  roll_field(prefix .. 'du:' .. user, day .. SEP .. model, d)
+  redis.call('ZADD', prefix .. 'days', 0, day)
+end
+
+-- What an event counts for in the rollup now: {tokens, prompt, completion, cost} (base.rollup_delta).
+local function event_parts(h)
+  local st = redis.call('HGET', h, 'status')
+  local v = redis.call('HMGET', h, 'charged', 'est_prompt', 'actual_prompt', 'actual_completion', 'cost')
+  if st == 'refunded' or st == 'denied' or not st then return {0, 0, 0, 0} end
+  if st == 'settled' then
+    return {num(v[3]) + num(v[4]), num(v[3]), num(v[4]), num(v[5])}
+  end
+  return {num(v[1]), num(v[2]), num(v[1]) - num(v[2]), num(v[5])}
+end
+
+-- Moves the rollup of a request's (day, user, model) from `before` to `after` parts.
+local function roll_event(prefix, h, before, after, requests, denied)
+  local ev = redis.call('HMGET', h, 'day', 'user_id', 'model')
+  roll(prefix, ev[1], ev[2], ev[3], {after[1] - before[1], after[2] - before[2], after[3] - before[3],
+    requests, denied, after[4] - before[4]})
+end
+
+-- Appends the event (without internal fields) to the capped ledger stream.
+local function stream_add(stream, maxlen, h)
+  if maxlen <= 0 then return end
+  local all = redis.call('HGETALL', h)
+  local cmd = {'XADD', stream, 'MAXLEN', '~', maxlen, '*'}
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 1) ~= '_' then
+      cmd[#cmd + 1] = all[i]
+      cmd[#cmd + 1] = all[i + 1]
+    end
+  end
+  redis.call(unpack(cmd))
+end
+
+local function audit_entry(list, ts, actor, action, detail_json)
+  redis.call('LPUSH', list, '{"ts":' .. ts .. ',"actor":' .. cjson.encode(actor) .. ',"action":"' .. action ..
+    '","detail":' .. detail_json .. '}')
+end

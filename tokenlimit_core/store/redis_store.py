@@ -1,0 +1,303 @@
+"""`redis://host:port/db` and `rediss://` — one quota shared by every Open WebUI node.
+
+Charge, settle, refund, grant, reset and policy saves each run as one Lua
+script (redis_*.lua beside this file), so every node sees the same counters
+and no two requests can both take the last tokens. The key layout is in
+redis_layout.py; connection options and error handling in redis_connection.py.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterable, Optional
+
+import redis
+
+from . import redact_url
+from .base import (SCHEMA_VERSION, AuditEntry, ChargeRequest, ChargeResult, Counter, CounterKey, DailyUsage,
+                   LedgerEvent, PolicyRecord, Settlement, StoreError, StoreUnavailable, UserInfo, Verdict)
+from .redis_connection import ErrorMapper, RedisOptions, connect, load_scripts, split_options
+from .redis_layout import (SEP, SET_BY_CHARGE, KeyLayout, event_from_flat, event_from_hash, event_pairs,
+                           number_text, pack_usage, text, unpack_usage)
+
+CHUNK = 1000  # request hashes read per pipeline round trip
+
+
+class RedisStore:
+    """The Store protocol on Redis; safe for any number of threads, processes and nodes."""
+
+    def __init__(self, url: str, options: Optional[RedisOptions] = None, *, _client_url: Optional[str] = None):
+        self.url = redact_url(url)
+        self.options = options or RedisOptions()
+        self.keys = KeyLayout(self.options.prefix)
+        self._errors = ErrorMapper(url)
+        self._client = connect(_client_url or url, self.options)
+        self._scripts = load_scripts(self._client)
+        self._schema_checked = False
+        try:
+            self._check_schema()
+        except StoreUnavailable:
+            pass  # checked on first use: a node may start while Redis is still coming up
+
+    @classmethod
+    def from_url(cls, url: str, **options) -> "RedisStore":
+        """Open the store a redis:// or rediss:// URL names; store options may be in its query."""
+        client_url, parsed = split_options(url, options)
+        return cls(url, parsed, _client_url=client_url)
+
+    # -- plumbing
+    def _check_schema(self) -> None:
+        with self._errors.mapped("read the schema version"):
+            self._client.set(self.keys.schema, SCHEMA_VERSION, nx=True)
+            found = self._client.get(self.keys.schema)
+        if found is not None and text(found) != str(SCHEMA_VERSION):
+            raise StoreError(
+                f"Redis store {self.url} (prefix {self.options.prefix!r}) has schema version {text(found)}, "
+                f"but this tokenlimit reads version {SCHEMA_VERSION}: run the same tokenlimit version on every "
+                f"node, or copy the data to a new store with `python -m tokenlimit_core migrate --from OLD --to NEW`")
+        self._schema_checked = True
+
+    def _run(self, what: str, script: str, keys: list[str], args: list[Any]):
+        if not self._schema_checked:
+            self._check_schema()
+        with self._errors.mapped(what):
+            return self._scripts[script](keys=keys, args=args)
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        if not self._schema_checked:
+            self._check_schema()
+        with self._errors.mapped(what):
+            return fn(*args, **kwargs)
+
+    # -- policy
+    def load_policy(self) -> Optional[PolicyRecord]:
+        raw = self._call("load the policy", self._client.hgetall, self.keys.policy)
+        if not raw:
+            return None
+        row = {text(k): text(v) for k, v in raw.items()}
+        return PolicyRecord(row["json"], int(row["revision"]), float(row["updated_at"]), row.get("actor", ""))
+
+    def policy_revision(self) -> int:
+        value = self._call("read the policy revision", self._client.get, self.keys.policy_revision)
+        return int(value) if value is not None else 0
+
+    def save_policy(self, policy_json: str, actor: str) -> int:
+        return int(self._run("save the policy", "policy",
+                             [self.keys.policy_revision, self.keys.policy, self.keys.audit],
+                             [policy_json, actor, repr(time.time())]))
+
+    # -- quota
+    def charge(self, request: ChargeRequest) -> ChargeResult:
+        event, budgets, o = request.event, request.budgets, self.options
+        keys = [self.keys.request(request.request_id), self.keys.pending_queue(event.user_id, event.model),
+                self.keys.ledger, self.keys.user_ledger(event.user_id), self.keys.stream,
+                self.keys.counter_index, self.keys.seq] + [self.keys.counter(b.key) for b in budgets]
+        args: list[Any] = [self.keys.prefix, int(request.amount), "1" if request.enforce else "0",
+                           repr(float(request.warn_threshold)), len(budgets), o.counter_grace, o.stream_maxlen,
+                           repr(time.time()), o.ledger_days * 86400, number_text(float(event.ts)),
+                           request.request_id]
+        for b in budgets:
+            args += [int(b.limit), number_text(float(b.expires_at)), str(b.key)]
+        args += ["request_id", request.request_id] + event_pairs(event, skip=SET_BY_CHARGE + ("request_id",))
+        raw = self._run("charge a request", "charge", keys, args)
+        charged, charge, decision, deciding, reason, duplicate = raw[:6]
+        flat = [int(x) for x in raw[6:]]
+        counters = tuple(Counter(b.key, *flat[3 * i:3 * i + 3]) for i, b in enumerate(budgets))
+        verdict = Verdict(bool(charge), text(decision), int(deciding) - 1 if int(deciding) else None,
+                          text(reason) or None)
+        return ChargeResult(bool(charged), counters, verdict, duplicate=bool(duplicate))
+
+    def settle(self, request_id: str, settlement: Settlement, now: float) -> Optional[LedgerEvent]:
+        cost = "" if settlement.cost is None else repr(float(settlement.cost))
+        raw = self._run("settle a request", "settle", [self.keys.request(request_id), self.keys.stream],
+                        [self.keys.prefix, int(settlement.prompt_tokens), int(settlement.completion_tokens),
+                         settlement.source, cost, repr(float(now)), self.options.stream_maxlen, request_id])
+        return event_from_flat(raw) if raw else None
+
+    def refund(self, request_id: str, actor: str) -> Optional[LedgerEvent]:
+        raw = self._run("refund a request", "refund",
+                        [self.keys.request(request_id), self.keys.stream, self.keys.audit],
+                        [self.keys.prefix, actor, repr(time.time()), self.options.stream_maxlen, request_id])
+        return event_from_flat(raw) if raw else None
+
+    def grant(self, key: CounterKey, tokens: int, expires_at: float, actor: str) -> Counter:
+        raw = self._run("grant tokens", "grant", [self.keys.counter(key), self.keys.counter_index, self.keys.audit],
+                        [int(tokens), number_text(float(expires_at)), self.options.counter_grace, str(key),
+                         repr(time.time()), actor])
+        return Counter(key, *(int(x) for x in raw))
+
+    def reset(self, key: CounterKey, actor: str) -> Counter:
+        raw = self._run("reset a counter", "reset", [self.keys.counter(key), self.keys.audit],
+                        [str(key), repr(time.time()), actor])
+        return Counter(key, *(int(x) for x in raw))
+
+    def counters(self, keys: Iterable[CounterKey]) -> list[Counter]:
+        keys = list(keys)
+        if not keys:
+            return []
+
+        def read():
+            pipe = self._client.pipeline(transaction=True)
+            for key in keys:
+                pipe.hmget(self.keys.counter(key), "used", "pending", "granted")
+            return pipe.execute()
+
+        rows = self._call("read counters", read)
+        return [Counter(k, *(int(v) if v is not None else 0 for v in row)) for k, row in zip(keys, rows)]
+
+    def oldest_pending(self, user_id: str, model: str) -> Optional[str]:
+        found = self._run("find the oldest pending request", "oldest",
+                          [self.keys.pending_queue(user_id, model)], [self.keys.prefix])
+        return text(found) if found else None
+
+    # -- history
+    def get_event(self, request_id: str) -> Optional[LedgerEvent]:
+        return event_from_hash(self._call("read a ledger event", self._client.hgetall,
+                                          self.keys.request(request_id)))
+
+    def ledger(self, start: float, end: float, user_id: Optional[str] = None) -> list[LedgerEvent]:
+        index = self.keys.ledger if user_id is None else self.keys.user_ledger(user_id)
+
+        def read():
+            ids = self._client.zrangebyscore(index, repr(float(start)), f"({float(end)!r}")
+            out = []
+            for at in range(0, len(ids), CHUNK):
+                pipe = self._client.pipeline(transaction=False)
+                for rid in ids[at:at + CHUNK]:
+                    pipe.hgetall(self.keys.request(text(rid)))
+                out += [e for e in map(event_from_hash, pipe.execute()) if e is not None]
+            return out
+
+        return self._call("read the ledger", read)
+
+    def daily_usage(self, first_day: str, last_day: str, user_id: Optional[str] = None) -> list[DailyUsage]:
+        if first_day > last_day:
+            return []
+        if user_id is not None:
+            raw = self._call("read daily usage", self._client.hgetall, self.keys.user_rollup(user_id))
+            rows = []
+            for field, value in raw.items():
+                day, model = text(field).split(SEP, 1)
+                if first_day <= day <= last_day:
+                    rows.append(unpack_usage(day, user_id, model, text(value)))
+            return sorted(rows, key=lambda r: (r.day, r.user_id, r.model))
+
+        def read():
+            days = [text(d) for d in self._client.zrangebylex(self.keys.days, f"[{first_day}", f"[{last_day}")]
+            pipe = self._client.pipeline(transaction=False)
+            for day in days:
+                pipe.hgetall(self.keys.day_rollup(day))
+            return list(zip(days, pipe.execute()))
+
+        rows = []
+        for day, raw in self._call("read daily usage", read):
+            for field, value in raw.items():
+                uid, model = text(field).split(SEP, 1)
+                rows.append(unpack_usage(day, uid, model, text(value)))
+        return sorted(rows, key=lambda r: (r.day, r.user_id, r.model))
+
+    # -- bulk
+    def put_history(self, daily: Iterable[DailyUsage] = (), events: Iterable[LedgerEvent] = ()) -> None:
+        def write(batch_daily, batch_events):
+            pipe = self._client.pipeline(transaction=False)
+            for row in batch_daily:
+                pipe.hset(self.keys.day_rollup(row.day), f"{row.user_id}{SEP}{row.model}", pack_usage(row))
+                pipe.hset(self.keys.user_rollup(row.user_id), f"{row.day}{SEP}{row.model}", pack_usage(row))
+                pipe.zadd(self.keys.days, {row.day: 0})
+            now = repr(time.time())
+            for ev in batch_events:
+                self._scripts["put_event"](
+                    keys=[self.keys.request(ev.request_id), self.keys.ledger, self.keys.user_ledger(ev.user_id)],
+                    args=[number_text(float(ev.ts)), ev.request_id, self.options.ledger_days * 86400, now]
+                    + event_pairs(ev), client=pipe)
+            pipe.execute()
+
+        for batch_daily, batch_events in _batches(daily, events):
+            self._call("load history", write, batch_daily, batch_events)
+
+    def put_counters(self, counters: Iterable[tuple[Counter, float]]) -> None:
+        def write(batch):
+            pipe = self._client.pipeline(transaction=False)
+            for counter, expires_at in batch:
+                key = self.keys.counter(counter.key)
+                pipe.hset(key, mapping={"used": counter.used, "pending": counter.pending,
+                                        "granted": counter.granted, "exp": number_text(float(expires_at))})
+                pipe.expireat(key, int(expires_at + self.options.counter_grace) + 1)
+                pipe.zadd(self.keys.counter_index, {str(counter.key): float(expires_at)})
+            pipe.execute()
+
+        for batch, _ in _batches(counters, ()):
+            self._call("load counters", write, batch)
+
+    def all_counters(self) -> list[tuple[Counter, float]]:
+        def read():
+            names = [text(n) for n in self._client.zrangebyscore(self.keys.counter_index, f"({time.time()!r}", "+inf")]
+            pipe = self._client.pipeline(transaction=False)
+            for name in names:
+                pipe.hmget(f"{self.keys.prefix}c:{name}", "used", "pending", "granted", "exp")
+            return list(zip(names, pipe.execute()))
+
+        out = []
+        for name, row in self._call("read all counters", read):
+            if row[3] is None:
+                continue  # expired between the two reads
+            scope, window = name.rsplit("@", 1)
+            used, pending, granted = (int(v) if v is not None else 0 for v in row[:3])
+            out.append((Counter(CounterKey(scope, window), used, pending, granted), float(row[3])))
+        return out
+
+    # -- directory and audit
+    def touch_user(self, user: UserInfo) -> None:
+        self._call("update the user directory", self._client.hset, self.keys.users, user.id,
+                   json.dumps(user.to_dict(), ensure_ascii=False))
+
+    def users(self) -> list[UserInfo]:
+        raw = self._call("read the user directory", self._client.hgetall, self.keys.users)
+        return [UserInfo.from_dict(json.loads(v)) for v in raw.values()]
+
+    def audit(self, actor: str, action: str, detail: dict[str, Any]) -> None:
+        entry = json.dumps({"ts": time.time(), "actor": actor, "action": action, "detail": dict(detail)},
+                           ensure_ascii=False)
+        self._call("write the audit trail", self._client.lpush, self.keys.audit, entry)
+
+    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        raw = self._call("read the audit trail", self._client.lrange, self.keys.audit, 0, max(limit, 1) - 1)
+        return [AuditEntry(**json.loads(v)) for v in raw][:limit]
+
+    # -- housekeeping
+    def info(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"backend": "redis", "url": self.url, "prefix": self.options.prefix,
+                               "schema_version": SCHEMA_VERSION, "stream_maxlen": self.options.stream_maxlen,
+                               "ledger_days": self.options.ledger_days}
+
+        def read():
+            pipe = self._client.pipeline(transaction=False)
+            pipe.zcard(self.keys.ledger)
+            pipe.zcount(self.keys.counter_index, f"({time.time()!r}", "+inf")
+            pipe.hlen(self.keys.users)
+            pipe.xlen(self.keys.stream)
+            pipe.get(self.keys.schema)
+            pipe.info("server")
+            return pipe.execute()
+
+        try:
+            events, counters, users, stream, schema, server = self._call("read store info", read)
+        except StoreError as exc:
+            return {**out, "healthy": False, "error": str(exc)}
+        return {**out, "events": events, "counters": counters, "users": users, "stream_length": stream,
+                "schema_version": int(schema) if schema is not None else SCHEMA_VERSION,
+                "redis_version": server.get("redis_version"), "healthy": True}
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _batches(first: Iterable, second: Iterable, size: int = 500):
+    """Pairs of lists of at most `size` items from two iterables, without reading either whole."""
+    it1, it2 = iter(first), iter(second)
+    while True:
+        a = [x for _, x in zip(range(size), it1)]
+        b = [x for _, x in zip(range(size), it2)]
+        if not a and not b:
+            return
+        yield a, b
