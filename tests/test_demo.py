@@ -130,7 +130,8 @@ def test_generate_history_rows_and_consistent_events():
     written = generate_history(store, users=20, days=14, models=3, seed=0, events_per_day=4,
                                end=date(2026, 12, 3))
     rows = store.daily_usage("2026-11-20", "2026-12-03")
-    assert written == len(rows) > 20 * 14
+    assert written == len(rows) == 20 * 14 * 3
+    assert len(store.users()) == 20
     assert {r.model for r in rows} == {"gpt-4o", "gpt-4o-mini", "llama3:8b"}
     assert all(r.tokens == r.prompt_tokens + r.completion_tokens for r in rows)
     events = store.ledger(0, 2e9)

@@ -328,24 +328,36 @@ def _poisson(rng: random.Random, lam: float) -> int:
 
 
 def generate_history(store: Store, *, users: int = 1000, days: int = 365, models: int = 3, seed: int = 0,
-                     events_per_day: int = 0, end: Optional[date] = None, chunk: int = 50_000) -> int:
-    """Bulk-load daily rows for users × days × models ending yesterday (no engine); returns rows written.
+                     events_per_day: int = 0, end: Optional[date] = None, chunk: int = 50_000,
+                     progress: bool = False) -> int:
+    """Bulk-load one daily row per user, day and model, ending yesterday (no engine); returns rows written.
 
     Only `events_per_day` rows per day also get raw ledger events (their totals equal the row's),
-    as in a store whose ledger retention kept less than its rollups.
+    as in a store whose ledger retention kept less than its rollups. Users join the directory.
     """
+    from tqdm import tqdm
+
     end = end or (datetime.now(timezone.utc).date() - timedelta(days=1))
+    rng = random.Random(seed)
+    people = make_users(random.Random(seed), users)
+    last_seen = datetime.combine(end, datetime.min.time(), timezone.utc).timestamp() + 17 * 3600
+    for u, person in enumerate(people):
+        store.touch_user(UserInfo(f"user-{u:05d}", person.name, person.email, "user", person.groups, last_seen))
     written = 0
     batch_daily: list[DailyUsage] = []
     batch_events: list[LedgerEvent] = []
-    for daily, events in history_rows(random.Random(seed), users, days, models, events_per_day, end):
-        batch_daily.append(daily)
-        batch_events.extend(events)
-        if len(batch_daily) >= chunk:
-            store.put_history(batch_daily, batch_events)
-            written += len(batch_daily)
-            batch_daily, batch_events = [], []
-    store.put_history(batch_daily, batch_events)
+    with tqdm(total=users * days * models, desc="history rows", unit="row", unit_scale=True,
+              disable=not progress) as bar:
+        for daily, events in history_rows(rng, users, days, models, events_per_day, end):
+            batch_daily.append(daily)
+            batch_events.extend(events)
+            if len(batch_daily) >= chunk:
+                store.put_history(batch_daily, batch_events)
+                written += len(batch_daily)
+                bar.update(len(batch_daily))
+                batch_daily, batch_events = [], []
+        store.put_history(batch_daily, batch_events)
+        bar.update(len(batch_daily))
     return written + len(batch_daily)
 
 
@@ -366,9 +378,7 @@ def history_rows(rng: random.Random, users: int, days: int, models: int, events_
         for u in range(users):
             base = levels[u] * factor
             for m, model in enumerate(names):
-                requests = int(base * shares[u][m] * rng.uniform(0.5, 1.5) + 0.5)
-                if requests == 0:
-                    continue
+                requests = max(1, int(base * shares[u][m] * rng.uniform(0.5, 1.5) + 0.5))
                 prompt = requests * rng.randint(600, 3000)
                 completion = requests * rng.randint(150, 600)
                 cost = round((prompt * rates[m][0] + completion * rates[m][1]) / 1e6, 8) if rates[m] else 0.0
