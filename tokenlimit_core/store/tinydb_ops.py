@@ -20,6 +20,9 @@ from .memory import StoreState
 
 SNAPSHOT_FORMAT = "tokenlimit-tinydb-state"
 HOT_AUDIT = 1000  # audit entries kept in the hot state; older ones move to history at compaction
+# A request still pending a day after all its windows closed will not be settled any more: it keeps
+# its estimate (in the ledger and rollups) but leaves the hot state, so the snapshot stays small.
+PENDING_GRACE = 86400.0
 
 
 def roll_of(before: LedgerEvent, after: Optional[LedgerEvent], requests: int = 0, denied: int = 0) -> list:
@@ -96,7 +99,8 @@ def audit_row(entry: AuditEntry) -> list:
 
 def snapshot_doc(state: StoreState, generation: int, now: float) -> tuple[dict[str, Any], list]:
     """The hot part of a state as a snapshot, and the audit rows it leaves out (for history)."""
-    pending = list(state.pending.items())
+    pending = [(rid, amount) for rid, amount in state.pending.items()
+               if max((e for _s, _w, e in state.keys.get(rid, [])), default=now) > now - PENDING_GRACE]
     live_keys = {f"{s}@{w}" for rid, _ in pending for s, w, _e in state.keys.get(rid, [])}
     counters = {text: row for text, row in state.counters.items() if row["expires_at"] > now or text in live_keys}
     policy = state.policy
