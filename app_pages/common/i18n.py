@@ -30,6 +30,11 @@ def t(key: str, **fields) -> str:
     return translate(key, language(), **fields)
 
 
+def has_text(key: str) -> bool:
+    """Whether a text key exists (for labels built from data, such as column names)."""
+    return key in EN
+
+
 def translate(key: str, lang: str, **fields) -> str:
     """One text in a given language; an unknown key shows itself so it is noticed, never crashes."""
     template = CATALOGS.get(lang, EN).get(key) or EN.get(key) or key
