@@ -1,0 +1,74 @@
+"""Estimation: estimate versus actual per model from the ledger, the calibration in force, applying new factors."""
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import streamlit as st
+
+from app_pages.common import charts, data
+from app_pages.common.calibration_table import calibration_frame, frame_to_calibration
+from app_pages.common.i18n import t
+from app_pages.common.layout import context, flash, read_only_note
+from app_pages.common.policy_tables import policy_diff
+from app_pages.common.store_access import save_policy
+
+SCATTER_POINTS = 3000  # more points only slow the browser; the summary uses every request
+
+ctx = context()
+policy, rev = ctx.state.policy, ctx.state.revision
+st.title(t("est.title"))
+st.caption(t("est.intro"))
+now = datetime.now(timezone.utc)
+days = st.radio(t("overview.window"), [1, 7, 30], index=1, key="est_days", horizontal=True)
+events = data.ledger(ctx.store, ctx.url, (now - timedelta(days=days)).replace(minute=0, second=0,
+                                                                               microsecond=0).timestamp(),
+                     data.minute_ceiling(now))
+measured = events[(events["status"] == "settled") & events["actual_source"].notna()
+                  & (events["actual_source"] != "estimate") & (events["actual_prompt"].fillna(0) > 0)].copy()
+
+if measured.empty:
+    st.info(t("est.no_data"), icon="ℹ️")
+else:
+    measured["actual_prompt"] = measured["actual_prompt"].astype(float)
+    measured["error_pct"] = 100 * (measured["est_prompt"] - measured["actual_prompt"]) / measured["actual_prompt"]
+    summary = measured.groupby("model").agg(
+        requests=("error_pct", "size"), median_error=("error_pct", "median"),
+        p90_error=("error_pct", lambda e: e.abs().quantile(0.9))).round(1).reset_index()
+    st.subheader(t("est.summary"))
+    st.dataframe(summary, hide_index=True, width="stretch", key="est_summary", column_config={
+        "model": t("col.model"), "requests": t("col.requests"), "median_error": t("col.median_error"),
+        "p90_error": t("col.p90_error")})
+    sample = measured.sample(min(len(measured), SCATTER_POINTS), random_state=0)
+    left, right = st.columns(2)
+    left.markdown(f"**{t('est.scatter')}**")
+    left.plotly_chart(charts.estimate_scatter(sample), key="est_scatter", width="stretch")
+    right.markdown(f"**{t('est.errors')}**")
+    right.plotly_chart(charts.error_histogram(measured[measured["error_pct"].abs() <= 100]), key="est_hist",
+                       width="stretch")
+    if len(sample) < len(measured):
+        st.caption(t("est.sample", n=f"{len(sample):,}", total=f"{len(measured):,}"))
+
+st.subheader(t("est.factors"))
+st.caption(t("est.factors_help"))
+read_only_note(ctx.access)
+if not policy.calibration:
+    st.caption(t("est.no_factors"))
+edited = st.data_editor(calibration_frame(policy), key=f"est_cal_{rev}", num_rows="dynamic", hide_index=True,
+                        width="stretch", disabled=not ctx.access.can_write,
+                        column_config={"model": st.column_config.TextColumn(t("col.model"), required=True)})
+calibration, errors = frame_to_calibration(edited)
+if errors:
+    st.error(t("limits.errors"), icon="✏️")
+    for e in errors:
+        st.markdown("- " + t("err.cell", table=t("est.factors"), row=e.row, column=e.column,
+                             problem=t(f"err.{e.code}", value=e.value)))
+    st.stop()
+candidate = policy.model_copy(update={"calibration": calibration})
+diff = policy_diff(policy, candidate)
+if diff:
+    st.dataframe(pd.DataFrame([(p, "" if b is None else str(b), "" if a is None else str(a)) for p, b, a in diff],
+                              columns=[t("diff.setting"), t("diff.before"), t("diff.after")]),
+                 hide_index=True, width="stretch", key="est_diff")
+    if st.button(t("est.apply"), key="est_apply", type="primary", disabled=not ctx.access.can_write):
+        revision = save_policy(ctx.store, candidate, ctx.access.actor, "calibration_applied",
+                               {"models": sorted(calibration)})
+        flash(t("est.applied", revision=revision))
