@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
+from pydantic import ValidationError
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 if importlib.util.find_spec("tokenlimit_core") is None:  # a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO))
@@ -91,9 +93,12 @@ def _stored_policy(store: Store, shown: str) -> Policy:
         return Policy()
     try:
         return Policy.from_json(record.policy_json)
-    except ValueError as exc:  # pydantic's ValidationError and JSON errors are ValueErrors
-        raise NotebookStop(f"The policy stored in {shown} (revision {record.revision}) is invalid: {exc}\n"
-                           f"存储 {shown} 中的策略无效；nothing was changed.") from None
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: {e['msg']}" for e in exc.errors())
+    except ValueError as exc:  # not JSON at all
+        detail = str(exc)
+    raise NotebookStop(f"The policy stored in {shown} (revision {record.revision}) is invalid: {detail}\n"
+                       f"存储 {shown} 中的策略无效；nothing was changed.")
 
 
 def _is_empty(store: Store, start: datetime, end: datetime) -> bool:
