@@ -78,7 +78,7 @@ def run_python(code: str, *args: str, **kwargs) -> subprocess.Popen:
 
 
 def test_four_processes_never_overshoot_and_settle_once(tmp_path):
-    url = f"tinydb://{tmp_path}/store?journal_mb=0.05&fsync=0"  # small journal: compactions happen mid-race
+    url = f"tinydb://{tmp_path}/store?journal_mb=0.05&sync=never"  # small journal: compactions happen mid-race
     limit = 1200
     TinyDBStore.from_url(url).close()
     procs = [run_python(CONTENDER, url, f"p{n}", "50", str(limit)) for n in range(4)]

@@ -212,7 +212,7 @@ class TinyDBOperations:
         """Backend, URL, path, schema version, sizes and health."""
         out: dict[str, Any] = {"backend": "tinydb", "url": self.url, "path": self.path,
                                "schema_version": SCHEMA_VERSION, "group": self.mode.group or None,
-                               "retention_days": self.retention_days, "fsync": self.fsync}
+                               "retention_days": self.retention_days, "sync": self.sync}
         try:
             with self._locked() as state:
                 out.update(generation=self._journal.generation, journal_bytes=self._journal.size(),

@@ -41,20 +41,23 @@ from .tinydb_journal import Journal, check_version
 
 log = logging.getLogger("tokenlimit.store.tinydb")
 META_FORMAT = "tokenlimit-tinydb"
+SYNC_MODES = ("always", "second", "never")  # fsync each append / a background fsync each second / leave it to the OS
 OWN_FILES = {"meta.json", "state.json", "tokenlimit.lock", "history.lock", "history"}
 
 
 class TinyDBStore(TinyDBOperations):
     """The embedded store: a directory shared by filter workers, panel, notebooks and CLI."""
 
-    def __init__(self, path: str, *, group: Optional[str] = None, fsync: bool = True,
+    def __init__(self, path: str, *, group: Optional[str] = None, sync: str = "second",
                  retention_days: Optional[float] = None, journal_mb: float = 8.0, lock_timeout: float = 10.0,
                  url: Optional[str] = None):
         self.path = os.path.abspath(path)
         self.url = url or f"tinydb://{self.path}"
         group = os.environ.get("TOKEN_LIMIT_FILE_GROUP", "") if group is None else group
         self.mode = FileMode.for_group(group)
-        self.fsync = fsync
+        if sync not in SYNC_MODES:
+            raise StoreError(f"store URL option sync={sync!r}: use one of {', '.join(SYNC_MODES)}")
+        self.sync = sync
         self.retention_days = retention_days
         self.journal_bytes = int(journal_mb * 1024 * 1024)
         self.lock_timeout = lock_timeout
@@ -75,16 +78,20 @@ class TinyDBStore(TinyDBOperations):
             pass
         if queries.closed_journals(self.path, self._journal.generation):
             self._start_merge()
+        self._flusher: Optional[threading.Thread] = None
+        if self.sync == "second":
+            self._flusher = threading.Thread(target=self._flush_every_second, name="tokenlimit-fsync", daemon=True)
+            self._flusher.start()
 
     @classmethod
     def from_url(cls, url: str, **options) -> "TinyDBStore":
-        """Open `tinydb:///dir?group=NAME&retention_days=N&fsync=0&journal_mb=8&lock_timeout=10`."""
+        """Open `tinydb:///dir?group=NAME&retention_days=N&sync=second&journal_mb=8&lock_timeout=10`."""
         parts = urlsplit(url)
         path = unquote(url.split("://", 1)[1].split("?", 1)[0])
         if not path:
             raise StoreError(f"store URL {url!r} (TOKEN_LIMIT_STORE_URL) names no directory; use tinydb:///path/to/dir")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        known = {"group", "retention_days", "fsync", "journal_mb", "lock_timeout"}
+        known = {"group", "retention_days", "sync", "journal_mb", "lock_timeout"}
         unknown = set(query) - known
         if unknown:
             raise StoreError(f"store URL option(s) {sorted(unknown)} unknown; the tinydb store takes {sorted(known)}")
@@ -97,10 +104,9 @@ class TinyDBStore(TinyDBOperations):
                     raise StoreError(f"store URL option {name}={query[name]!r} is not a number") from None
                 if kwargs[name] <= 0:
                     raise StoreError(f"store URL option {name}={query[name]!r} must be greater than 0")
-        if "fsync" in query:
-            kwargs["fsync"] = query["fsync"].lower() not in ("0", "false", "no", "off")
-        if "group" in query:
-            kwargs["group"] = query["group"]
+        for name in ("group", "sync"):
+            if name in query:
+                kwargs[name] = query[name]
         kwargs.update(options)
         return cls(path, url=url, **kwargs)
 
@@ -178,7 +184,7 @@ class TinyDBStore(TinyDBOperations):
         if self._journal is not None:
             self._journal.close()
         self._journal = None
-        self._journal = Journal(self.path, generation, self.mode, self.fsync)
+        self._journal = Journal(self.path, generation, self.mode, self.sync == "always")
         self._state = state
 
     def _append(self, record: dict[str, Any]) -> None:
@@ -213,6 +219,26 @@ class TinyDBStore(TinyDBOperations):
             if self._journal.size() > 0:
                 self._compact()
         self.wait_merged()
+
+    def _flush_every_second(self) -> None:
+        """fsync the journal once a second when it grew, off the request path (sync=second)."""
+        flushed = (-1, -1)
+        while not self._closed:
+            time.sleep(1.0)
+            with self._tlock:
+                if self._closed or self._journal is None:
+                    return
+                mark = (self._journal.generation, self._journal.size())
+                if mark == flushed:
+                    continue
+                fd = os.dup(self._journal.fd)
+            try:
+                os.fdatasync(fd)
+                flushed = mark
+            except OSError as exc:
+                log.error("fsync of the journal in %s failed: %s", self.path, exc)
+            finally:
+                os.close(fd)
 
     # -- history merging (background)
     @contextlib.contextmanager
