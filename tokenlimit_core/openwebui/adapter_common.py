@@ -14,10 +14,9 @@ import threading
 import uuid
 from typing import Any, Literal, Mapping, Optional
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 from ..engine import Decision, Engine, QuotaExceeded
-from ..estimate import Estimator, Features, count_by_length
 from ..settings import ENV_NAMES, Settings, SettingsError, _parse_env
 from ..store import StoreError, UserInfo, open_store, redact_url
 from ..usage import Usage, from_response, from_usage_dict
@@ -39,7 +38,8 @@ class CommonValves(BaseModel):
                                                              "Seeds an empty store only.")
     user_specific_limits: str = Field(default="{}", description='JSON: {"user id": {"daily_limit": N, "models": '
                                                                '{"gpt-4": N}}}. Seeds an empty store only.')
-    enable_token_estimation: bool = Field(default=True, description="Count with tiktoken (false: by length)")
+    enable_token_estimation: bool = Field(default=True, description="Kept for compatibility: the inlet always "
+                                                                    "charges an estimate")
     warning_threshold: float = Field(default=0.8, ge=0, le=1, description="Warn from this fraction of a limit")
     data_path: str = Field(default="", description="The original filter's usage file; the store goes beside it "
                                                    "unless store_url is set")
@@ -60,20 +60,23 @@ def valves_with_env_defaults(valves_class: type[BaseModel], environ: Optional[Ma
                              ) -> type[BaseModel]:
     """A subclass of `valves_class` whose defaults are the `TOKEN_LIMIT_*` variables that are set."""
     environ = os.environ if environ is None else environ
-    overrides: dict[str, Any] = {}
+    raw: dict[str, Any] = {}
     for name, var in ENV_NAMES.items():
         if name not in valves_class.model_fields or environ.get(var, "").strip() == "":
             continue
         value = _parse_env(name, var, environ[var])
-        if name in JSON_VALVES:
-            value = json.dumps(value)
-        field = valves_class.model_fields[name]
-        overrides[name] = (field.annotation, Field(default=value, description=field.description))
-    if not overrides:
+        raw[name] = json.dumps(value) if name in JSON_VALVES else value
+    if not raw:
         return valves_class
-    made = create_model(valves_class.__name__, __base__=valves_class, **overrides)
-    made(**{})  # validate the environment now: a bad value names its variable at load time
-    return made
+    try:
+        checked = valves_class(**raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{ENV_NAMES.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors())
+        raise SettingsError(f"invalid setting: {problems}") from exc
+    overrides = {name: (valves_class.model_fields[name].annotation,
+                        Field(default=getattr(checked, name), description=valves_class.model_fields[name].description))
+                 for name in raw}
+    return create_model(valves_class.__name__, __base__=valves_class, **overrides)
 
 
 def settings_from_valves(valves: BaseModel) -> Settings:
@@ -89,13 +92,6 @@ def settings_from_valves(valves: BaseModel) -> Settings:
     return Settings.load({k: v for k, v in values.items() if k in Settings.model_fields}, environ={})
 
 
-class LengthEstimator(Estimator):
-    """Counts ~4 characters per token without tiktoken (valve enable_token_estimation = false)."""
-
-    def text_features(self, text: str, tokenizer) -> Features:
-        return Features(tokens=count_by_length(text)) if text else Features()
-
-
 class EngineCache:
     """One Engine per (store, failure mode, seed); rebuilt when the valves that shape it change."""
 
@@ -109,13 +105,15 @@ class EngineCache:
         settings = settings_from_valves(valves)
         seed = settings.seed_policy().model_copy(update={"refuse_tasks": bool(getattr(valves, "refuse_tasks", False))})
         url = settings.resolved_store_url()
-        key = (url, settings.failure_mode, seed.to_json(), settings.enable_token_estimation)
+        key = (url, settings.failure_mode, seed.to_json())
         with self._lock:
             if self._key != key or self._engine is None:
-                estimator = Estimator() if settings.enable_token_estimation else LengthEstimator()
+                if not settings.enable_token_estimation:
+                    log.info("valve enable_token_estimation=false is accepted for compatibility only: the inlet "
+                             "always charges an estimate, which the outlet replaces by the reported usage")
                 store = open_store(url)
                 log.info("tokenlimit uses the store %s", redact_url(url))
-                self._engine = Engine(store, seed=seed, failure_mode=settings.failure_mode, estimator=estimator)
+                self._engine = Engine(store, seed=seed, failure_mode=settings.failure_mode)
                 self._key = key
             return self._engine
 
