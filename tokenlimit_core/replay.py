@@ -15,11 +15,11 @@ from the start of a window (a day, week or month boundary) for exact totals.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from .periods import window_bounds, window_label
+from .periods import WindowSpec, window_bounds, window_label
 from .policy import Budget, Policy, is_metered, resolve, user_tiers
 from .store.base import BudgetCharge, ChargeRequest, CounterKey, LedgerEvent, Settlement, Store, UserInfo
 from .store.memory import StoreState
@@ -130,7 +130,7 @@ def replay(events: Iterable[LedgerEvent], policy: Policy,
     timeline.sort(key=lambda item: item[:3])
 
     state = StoreState()
-    budgets_cache: dict[tuple, list[Budget]] = {}
+    cache: dict[tuple, Any] = {}  # budgets per (user, role, model, groups); windows per 15 minutes
     outcomes: dict[str, ReplayedRequest] = {}
     for moment, kind, order, event in timeline:
         rid = f"{order}:{event.request_id}"  # unique even if a ledger repeats an id
@@ -140,14 +140,14 @@ def replay(events: Iterable[LedgerEvent], policy: Policy,
                                              event.actual_source or "replay"), moment)
             continue
         groups = list(users[event.user_id].groups) if event.user_id in users else []
-        outcomes[rid] = _check(state, policy, event, rid, groups, budgets_cache)
+        outcomes[rid] = _check(state, policy, event, rid, groups, cache)
         if outcomes[rid].would != REFUSED and event.status == "refunded":
             state.refund(rid, "replay", moment)
     return ReplayResult(policy, tuple(outcomes[k] for k in sorted(outcomes, key=lambda k: int(k.split(":")[0]))))
 
 
 def _check(state: StoreState, policy: Policy, event: LedgerEvent, rid: str, groups: list[str],
-           cache: dict[tuple, list[Budget]]) -> ReplayedRequest:
+           cache: dict[tuple, Any]) -> ReplayedRequest:
     tiers = user_tiers(policy, event.user_id, groups)
     tier = "+".join(tiers) or NO_TIER
     was_refused = event.decision == REFUSED
@@ -164,17 +164,27 @@ def _check(state: StoreState, policy: Policy, event: LedgerEvent, rid: str, grou
         cache[key] = resolve(policy, event.user_id, event.role, event.model, base_model=event.base_model,
                              groups=groups)
     budgets = cache[key]
-    now = datetime.fromtimestamp(event.ts, timezone.utc)
-    charges = tuple(BudgetCharge(CounterKey(b.scope, window_label(b.window, now)), b.limit,
-                                 window_bounds(b.window, now)[1].timestamp()) for b in budgets)
+    charges = []
+    for b in budgets:
+        label, expires_at = _window(cache, b.window, event.ts)
+        charges.append(BudgetCharge(CounterKey(b.scope, label), b.limit, expires_at))
     enforce = not policy.shadow_mode and not (event.task and not policy.refuse_tasks)
-    result = state.charge(ChargeRequest(rid, estimate, charges, replace(event, request_id=rid), enforce,
-                                        policy.warning_threshold))
+    result = state.charge(ChargeRequest(rid, estimate, tuple(charges), event, enforce, policy.warning_threshold))
     verdict = result.verdict
     deciding = budgets[verdict.deciding] if verdict.deciding is not None else None
     return ReplayedRequest(**base, would=verdict.decision, rule=deciding.rule if deciding else None,
                            limit=deciding.limit if deciding else None, reason=verdict.reason,
                            tokens_would=counted if result.charged else 0)
+
+
+def _window(cache: dict, spec: WindowSpec, ts: float) -> tuple[str, float]:
+    """(label, end) of the window containing ts; cached per 15 minutes, since windows start at a
+    local full hour and every zone's UTC offset is a multiple of 15 minutes."""
+    key = (spec, int(ts // 900))
+    if key not in cache:
+        now = datetime.fromtimestamp(ts, timezone.utc)
+        cache[key] = (window_label(spec, now), window_bounds(spec, now)[1].timestamp())
+    return cache[key]
 
 
 def _tokens_if_allowed(event: LedgerEvent, estimate: int) -> int:
