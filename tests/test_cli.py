@@ -103,7 +103,9 @@ def test_export_to_stdout_and_file(tmp_path, capsys):
     assert main(["export", "--store", url, "--what", "ledger", "-o", str(target)]) == 0
     assert "rows ->" in capsys.readouterr().err
     assert target.read_text().startswith("request_id,ts,day,user_id")
-    assert main(["export", "--store", url, "--from", "2026-12-05", "--to", "2026-12-01"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--store", url, "--from", "2026-12-05", "--to", "2026-12-01"])
+    assert exit_info.value.code == 2 and "usage:" in capsys.readouterr().err
     assert main(["export", "--store", url, "-o", str(tmp_path / "missing" / "x.csv")]) == 1
     assert "missing" in capsys.readouterr().err
 

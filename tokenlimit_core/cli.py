@@ -29,9 +29,11 @@ def _language() -> str:
 
 def _day(text: str) -> str:
     try:
-        return date.fromisoformat(text).isoformat() if len(text) == 10 else date.fromisoformat("x").isoformat()
+        if len(text) == 10:
+            return date.fromisoformat(text).isoformat()
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD) / 不是日期（YYYY-MM-DD）") from None
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD) / 不是日期（YYYY-MM-DD）")
 
 
 def _positive(text: str) -> int:
@@ -100,7 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one subcommand; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "export" and args.first > args.last:
+        parser.error(f"export: --from {args.first} is after --to {args.last} / 起始日晚于结束日")
     handler: Callable[[argparse.Namespace], int] = HANDLERS[args.command]
     try:
         return handler(args)
@@ -147,9 +152,6 @@ def _import_seed(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from . import export
 
-    if args.first > args.last:
-        print(f"error: --from {args.first} is after --to {args.last}", file=sys.stderr)
-        return 2
     with _opened(args.store) as store:
         if args.what == "usage":
             rows, columns = export.usage_rows(store, args.first, args.last, args.user), export.USAGE_COLUMNS
