@@ -152,3 +152,15 @@ def test_bundle_check_fails_on_stale_output(tmp_path):
     assert run("bundle", "--check", "--out", str(out)).returncode == 0
     (out / sorted(os.listdir(out))[0]).write_text("# edited by hand\n")
     assert run("bundle", "--check", "--out", str(out)).returncode != 0
+
+
+def test_demo_refuses_a_store_with_a_real_policy(capsys):
+    from tokenlimit_core import Policy
+
+    url = named()
+    open_store(url).save_policy(Policy(roles={"user": 5}).to_json(), "admin")
+    assert main(["demo", "--store", url, "--users", "3", "--days", "1"]) == 1
+    assert "already holds a policy" in capsys.readouterr().err
+    assert open_store(url).ledger(0, 1e11) == [] and open_store(url).policy_revision() == 1
+    assert main(["demo", "--store", url, "--users", "3", "--days", "1", "--force"]) == 0
+    assert main(["demo", "--store", url, "--users", "3", "--days", "1"]) == 0  # a demo store may be refilled

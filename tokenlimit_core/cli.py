@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--users", type=_positive, default=60, help="number of users / 用户数 (60)")
     demo.add_argument("--days", type=_positive, default=30, help="days of history / 历史天数 (30)")
     demo.add_argument("--seed", type=_whole, default=0, help="random seed / 随机种子 (0)")
+    demo.add_argument("--force", action="store_true", help="also into a store with a real policy (replaces it) / "
+                      "即使存储已有真实策略也写入（将替换策略）")
 
     seed = sub.add_parser("import-seed", parents=[common],
                           help="import the original filter's usage file / 导入原过滤器的用量文件")
@@ -134,6 +136,13 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import generate
 
     with _opened(args.store) as store:
+        record = store.load_policy()
+        if record is not None and record.actor != "demo" and not args.force:
+            print(f"error: {redact_url(store.url)} already holds a policy (revision {record.revision}, saved by "
+                  f"{record.actor or '?'}); demo would replace it and add simulated traffic. Use another store "
+                  "(--store tinydb:///tmp/tokenlimit-demo) or --force. / 该存储已有策略；请换用其他存储或加 --force。",
+                  file=sys.stderr)
+            return EXIT_ERROR
         summary = generate(store, users=args.users, days=args.days, seed=args.seed, progress=True)
         print(summary.describe(args.lang))
         print(f"store / 存储: {redact_url(store.url)}")
