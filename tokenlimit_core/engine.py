@@ -162,7 +162,6 @@ class Engine:
 
     def _check(self, user, model, body, request_id, base_model, source, task, now) -> Decision:
         policy = self.policy()
-        self._recovered()
         self._touch(user, now)
         if not is_metered(policy, [model, base_model]):
             return Decision(True, "unmetered", request_id)
@@ -184,6 +183,7 @@ class Engine:
         enforce = not policy.shadow_mode and not (task and not policy.refuse_tasks)
         result = self.store.charge(ChargeRequest(request_id, estimate.total, charges, event, enforce,
                                                  policy.warning_threshold))
+        self._recovered()  # only after the store answered: a cached policy proves nothing
         verdict = result.verdict
         statuses = tuple(BudgetStatus(b, c, end) for b, c, (_, end) in zip(budgets, result.counters, bounds))
         if verdict.deciding is None:
