@@ -214,3 +214,14 @@ def test_info_names_the_store_without_secrets(store, server):
     info = store.info()
     assert info["backend"] == "redis" and info["prefix"] == server["prefix"] and info["healthy"]
     assert info["redis_version"] and info["events"] == 0
+
+
+def test_zero_token_requests_settle_and_refund(store):
+    key = CounterKey("user:u1:total", "w")
+    for rid in ("z1", "z2"):
+        assert store.charge(request(rid, 0, [BudgetCharge(key, 10, FAR)])).charged
+    assert store.refund("z1", "admin").status == "refunded"
+    assert store.settle("z2", Settlement(0, 0, "openai"), time.time()).status == "settled"
+    assert store.refund("z2", "admin").status == "refunded"
+    [counter] = store.counters([key])
+    assert (counter.used, counter.pending) == (0, 0)

@@ -12,9 +12,9 @@ if keys then
   for _, key in ipairs(cjson.decode(keys)) do
     if redis.call('EXISTS', key) == 1 then
       if amount then
-        redis.call('HINCRBY', key, 'pending', -tonumber(amount))
+        redis.call('HINCRBY', key, 'pending', 0 - tonumber(amount))
       else
-        redis.call('HINCRBY', key, 'used', -before[1])
+        redis.call('HINCRBY', key, 'used', 0 - before[1])
       end
     end
   end

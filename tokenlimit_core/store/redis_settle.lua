@@ -12,7 +12,7 @@ for _, key in ipairs(cjson.decode(redis.call('HGET', h, '_keys'))) do
   -- a counter whose window ended long ago has expired: do not bring it back
   if redis.call('EXISTS', key) == 1 then
     redis.call('HINCRBY', key, 'used', total)
-    redis.call('HINCRBY', key, 'pending', -amount)
+    redis.call('HINCRBY', key, 'pending', 0 - amount)  -- 0 - x, never -x: Redis refuses "-0"
   end
 end
 local before = event_parts(h)
