@@ -72,6 +72,7 @@ class TinyDBStore(TinyDBOperations):
         self._merger: Optional[threading.Thread] = None
         self._merge_error: Optional[str] = None
         make_dir(self.path, self.mode)
+        self._refuse_foreign()  # before creating lock files in someone else's directory
         self._flock = self._file_lock("tokenlimit.lock")
         self._hlock = self._file_lock("history.lock")
         with self._locked(init=True):
@@ -136,15 +137,20 @@ class TinyDBStore(TinyDBOperations):
             finally:
                 self._flock.release()
 
+    def _refuse_foreign(self) -> None:
+        if os.path.exists(os.path.join(self.path, "meta.json")):
+            return
+        foreign = [n for n in os.listdir(self.path) if n not in OWN_FILES]
+        if foreign:
+            raise StoreError(f"tinydb store: {self.path} is not empty and has no meta.json (found "
+                             f"{', '.join(sorted(foreign)[:5])}); if it is a tokenlimit store, restore its "
+                             f"meta.json from a backup, else point TOKEN_LIMIT_STORE_URL at an empty directory")
+
     def _init_files(self) -> None:
         meta_path = os.path.join(self.path, "meta.json")
         meta = read_json(meta_path)
         if meta is None:
-            foreign = [n for n in os.listdir(self.path) if n not in OWN_FILES]
-            if foreign:
-                raise StoreError(f"tinydb store: {self.path} is not empty and has no meta.json (found "
-                                 f"{', '.join(sorted(foreign)[:5])}); if it is a tokenlimit store, restore its "
-                                 f"meta.json from a backup, else point TOKEN_LIMIT_STORE_URL at an empty directory")
+            self._refuse_foreign()
             write_json(self._state_path, ops.snapshot_doc(StoreState(), 0, time.time())[0], self.mode)
             write_json(meta_path, {"format": META_FORMAT, "schema_version": SCHEMA_VERSION,
                                    "created_at": time.time()}, self.mode)
