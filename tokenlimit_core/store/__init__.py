@@ -51,7 +51,8 @@ def open_store(url: Optional[str] = None, **options) -> Store:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in BACKENDS:
         known = ", ".join(f"{s}://" for s in BACKENDS)
-        raise StoreError(f"store URL {redact_url(url)!r} (TOKEN_LIMIT_STORE_URL): unknown scheme; use one of {known}")
+        raise StoreError(f"store URL {redact_url(url)!r}: unknown scheme; use one of {known} "
+                         "(set with TOKEN_LIMIT_STORE_URL, the filter's store_url valve, or --store)")
     module_name, class_name = BACKENDS[scheme].split(":")
     try:
         module = importlib.import_module(module_name)
