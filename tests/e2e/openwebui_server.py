@@ -109,3 +109,51 @@ class OpenWebUI:
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()
+
+
+class PipelinesServer:
+    """tests/e2e/pipelines_server.py on a free loopback port, run by Open WebUI's Python (fastapi, uvicorn)."""
+
+    def __init__(self, folder: pathlib.Path, extra_env: Optional[dict] = None):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.folder = folder
+        self.log_path = folder.parent / f"pipelines-{self.port}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKEN_LIMIT_", "PYTHON"))}
+        env.update(extra_env or {})
+        self._log = open(self.log_path, "wb")
+        script = pathlib.Path(__file__).with_name("pipelines_server.py")
+        # -I: the project is not importable; the filter file must stand alone.
+        self.proc = subprocess.Popen([str(VENV / "bin" / "python"), "-I", str(script), str(folder), str(self.port)],
+                                     cwd=str(folder.parent), env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.client = OpenWebUI.__new__(OpenWebUI)  # reuse the HTTP helpers
+        self.client.url = self.url
+
+    def wait_ready(self, timeout: float = 60) -> float:
+        start = time.time()
+        while time.time() - start < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pipelines server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/", timeout=2) as r:
+                    if r.status == 200:
+                        return time.time() - start
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"pipelines server not ready after {timeout} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
