@@ -22,6 +22,22 @@ else:
     st.info(t("limits.no_revision"), icon="ℹ️")
 read_only_note(ctx.access)
 
+
+def pending_edits(value) -> bool:
+    return isinstance(value, dict) and any(value.get(k) for k in ("edited_rows", "added_rows", "deleted_rows"))
+
+
+# Editors are keyed by the revision they started from. When another admin saves meanwhile, the edits made
+# against the old revision are dropped, and the admin is told so rather than losing them silently.
+base = st.session_state.get("lim_base")
+if base is not None and base != rev:
+    old = [k for k in st.session_state if isinstance(k, str) and k.startswith("lim_") and k.endswith(f"_{base}")]
+    if any(pending_edits(st.session_state[k]) for k in old):
+        st.warning(t("limits.stale", revision=rev), icon="⚠️")
+    for k in old:
+        del st.session_state[k]
+st.session_state["lim_base"] = rev
+
 tables = policy_to_tables(state.policy)
 edited: dict[str, pd.DataFrame] = {}
 
@@ -52,8 +68,9 @@ def editor(name: str, config: dict, help_key: str | None = None) -> None:
 
 
 def tier_column():
-    names = sorted({str(n).strip() for n in edited["tiers"]["tier"].dropna() if str(n).strip()})
-    return st.column_config.SelectboxColumn(t("col.tier"), options=names, required=True)
+    # Free text checked on save: a picker's options would change as tiers are edited, and a changed
+    # column config makes Streamlit treat the editor as new, dropping its pending edits.
+    return st.column_config.TextColumn(t("col.tier"), required=True)
 
 
 tabs = st.tabs([t(f"limits.tab.{name}") for name in ("roles", "models", "users", "shared", "window", "prices",
@@ -66,7 +83,6 @@ with tabs[0]:
     with right:
         editor("tiers", {"tier": text(t("col.tier")), "limit": number(t("col.limit")), "window": window_column()},
                "help.tiers")
-    # Tier pickers below list the tiers as edited above, so a new tier can be used at once.
     left, right = st.columns(2)
     with left:
         editor("tier_models", {"tier": tier_column(), "model": text(t("col.model")),
@@ -155,6 +171,7 @@ if left.button(t("limits.save"), key="lim_save", type="primary", disabled=not ca
         flash(t("limits.stale", revision=latest), ok=False)
     revision = save_policy(ctx.store, candidate, ctx.access.actor, "limits_changed",
                            {"changes": [[p, b, a] for p, b, a in diff[:100]]})
+    st.session_state["lim_base"] = revision
     flash(t("limits.saved", revision=revision))
 if right.button(t("limits.discard"), key="lim_discard", disabled=not can_write):
     for name in list(st.session_state):
