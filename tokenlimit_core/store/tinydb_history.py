@@ -25,6 +25,7 @@ from tinydb import TinyDB
 
 from .base import DailyUsage, LedgerEvent
 from .tinydb_files import AtomicJSONStorage, FileMode, corrupt, make_dir, os_error, read_json, write_atomic
+from .tinydb_ops import event_row
 from .tinydb_journal import encode, read_closed
 
 FIELDS = ("tokens", "prompt_tokens", "completion_tokens", "requests", "denied", "cost")
@@ -178,7 +179,7 @@ class History:
         """Add ledger events as new segments (a later load of the same request id wins)."""
         by_month: dict[str, list] = defaultdict(list)
         for event in events:
-            by_month[month_of_ts(event.ts)].append({"ev": event.to_dict(), "k": []})
+            by_month[month_of_ts(event.ts)].append({"ev": event_row(event), "k": []})
         for month, rows in by_month.items():
             folder = os.path.join(self.root, "ledger", month)
             existing = os.listdir(folder) if os.path.isdir(folder) else []

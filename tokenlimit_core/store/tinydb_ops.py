@@ -25,6 +25,11 @@ HOT_AUDIT = 1000  # audit entries kept in the hot state; older ones move to hist
 PENDING_GRACE = 86400.0
 
 
+def event_row(event: LedgerEvent) -> dict[str, Any]:
+    """A ledger event as a JSON-able dict (its fields are all scalars, so no deep copy is needed)."""
+    return dict(vars(event))
+
+
 def roll_of(before: LedgerEvent, after: Optional[LedgerEvent], requests: int = 0, denied: int = 0) -> list:
     """The daily-rollup change as [tokens, prompt, completion, requests, denied, cost]."""
     d = rollup_delta(before, after)
@@ -37,7 +42,7 @@ def charge_record(req: ChargeRequest, event: LedgerEvent) -> dict[str, Any]:
     denied = 1 if event.status == "denied" else 0
     return {"op": "charge", "amt": req.amount, "enf": req.enforce, "wt": req.warn_threshold,
             "b": [[b.key.scope, b.key.window, b.limit, b.expires_at] for b in req.budgets],
-            "ev": event.to_dict(), "k": [[b.key.scope, b.key.window, b.expires_at] for b in req.budgets],
+            "ev": event_row(event), "k": [[b.key.scope, b.key.window, b.expires_at] for b in req.budgets],
             "roll": roll_of(empty, event, 1, denied)}
 
 
@@ -45,16 +50,16 @@ def settle_record(request_id: str, s: Settlement, now: float, before: LedgerEven
                   keys: list) -> dict[str, Any]:
     """The record of a settle."""
     return {"op": "settle", "id": request_id, "s": [s.prompt_tokens, s.completion_tokens, s.source, s.cost],
-            "now": now, "ev": after.to_dict(), "k": keys, "roll": roll_of(before, after)}
+            "now": now, "ev": event_row(after), "k": keys, "roll": roll_of(before, after)}
 
 
 def refund_record(request_id: str, actor: str, now: float, before: LedgerEvent, after: LedgerEvent, keys: list,
                   injected: bool) -> dict[str, Any]:
     """The record of a refund; `injected` when the event came from history, not the hot state."""
-    record = {"op": "refund", "id": request_id, "actor": actor, "now": now, "ev": after.to_dict(), "k": keys,
+    record = {"op": "refund", "id": request_id, "actor": actor, "now": now, "ev": event_row(after), "k": keys,
               "roll": roll_of(before, after)}
     if injected:
-        record["inject"] = before.to_dict()
+        record["inject"] = event_row(before)
     return record
 
 
@@ -108,7 +113,8 @@ def snapshot_doc(state: StoreState, generation: int, now: float) -> tuple[dict[s
         "format": SNAPSHOT_FORMAT, "schema_version": SCHEMA_VERSION, "generation": generation, "saved_at": now,
         "policy": None if policy is None else [policy.policy_json, policy.revision, policy.updated_at, policy.actor],
         "counters": counters,
-        "pending": [[rid, amount, state.keys.get(rid, []), state.events[rid].to_dict()] for rid, amount in pending],
+        "pending": [[rid, amount, state.keys.get(rid, []), event_row(state.events[rid])]
+                    for rid, amount in pending],
         "users": [u.to_dict() for u in state.users.values()],
         "audit": [audit_row(a) for a in state.audit[-HOT_AUDIT:]],
     }

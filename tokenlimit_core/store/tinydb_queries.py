@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from .base import DailyUsage, LedgerEvent
 from .tinydb_history import FIELDS, History, add_roll, empty_row, month_of_day, month_of_ts
+from .tinydb_ops import event_row
 from .tinydb_journal import journal_generation, read_closed
 
 
@@ -72,7 +73,7 @@ def ledger(history: History, closed: list[tuple[int, str]], hot: list[LedgerEven
             if "ev" in rec:
                 versions[rec["ev"]["request_id"]] = rec["ev"]
     for event in hot:
-        versions[event.request_id] = event.to_dict()
+        versions[event.request_id] = event_row(event)
     events = [LedgerEvent.from_dict(ev) for ev in versions.values()
               if start <= ev["ts"] < end and (user_id is None or ev["user_id"] == user_id)]
     return sorted(events, key=lambda e: e.ts)
