@@ -35,10 +35,13 @@ def describe(uid: str) -> str:
 
 
 c1, c2, c3 = st.columns([2, 2, 1])
-user_id = c1.selectbox(t("explain.user"), user_ids, key="ex_user", format_func=describe, accept_new_options=True,
+# Known ids to pick from, or any other id typed below them (a user not yet seen, a model not yet used).
+user_id = c1.selectbox(t("explain.user"), user_ids, key="ex_user", format_func=describe,
                        index=0 if user_ids else None, placeholder=t("explain.user_placeholder"))
-model = c2.selectbox(t("explain.model"), models, key="ex_model", accept_new_options=True,
-                     index=0 if models else None, placeholder=t("explain.model_placeholder"))
+user_id = c1.text_input(t("explain.other_user"), key="ex_user_other").strip() or user_id
+model = c2.selectbox(t("explain.model"), models, key="ex_model", index=0 if models else None,
+                     placeholder=t("explain.model_placeholder"))
+model = c2.text_input(t("explain.other_model"), key="ex_model_other").strip() or model
 base_model = c3.text_input(t("explain.base_model"), key="ex_base", help=t("explain.base_model_help")).strip()
 if not user_id or not model:
     st.stop()

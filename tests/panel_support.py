@@ -69,3 +69,8 @@ def all_text(at: AppTest) -> str:
     for kind in ("title", "subheader", "markdown", "caption", "info", "success", "warning", "error"):
         parts += [str(e.value) for e in getattr(at, kind)]
     return "\n".join(parts)
+
+
+def plotly_charts(at: AppTest) -> list:
+    """The plotly charts on the page (AppTest has no dedicated accessor for them)."""
+    return list(at.get("plotly_chart"))

@@ -85,9 +85,10 @@ TEXTS = {
     "explain.title": "Explain a limit",
     "explain.intro": "Why is someone limited? Pick a user and a model to see every budget that applies, where it "
                      "comes from, and what is left.",
-    "explain.user": "User", "explain.user_placeholder": "Choose or type a user id", "explain.model": "Model",
-    "explain.model_placeholder": "Choose or type a model id", "explain.base_model": "Base model (optional)",
+    "explain.user": "User", "explain.user_placeholder": "Choose a user", "explain.model": "Model",
+    "explain.model_placeholder": "Choose a model", "explain.base_model": "Base model (optional)",
     "explain.base_model_help": "For a custom (workspace) model: the model it is built on.",
+    "explain.other_user": "…or type another user id", "explain.other_model": "…or type another model id",
     "explain.role": "Role", "explain.groups": "Groups",
     "explain.groups_help": "Open WebUI groups, comma-separated (taken from the user directory).",
     "explain.unmetered": "{model} is not metered: target models are {targets}.",

@@ -75,9 +75,10 @@ TEXTS = {
     # 额度说明
     "explain.title": "额度说明",
     "explain.intro": "为什么某人被限制？选择用户和模型，查看适用的每项额度、其来源以及剩余多少。",
-    "explain.user": "用户", "explain.user_placeholder": "选择或输入用户 ID", "explain.model": "模型",
-    "explain.model_placeholder": "选择或输入模型 ID", "explain.base_model": "基础模型（可选）",
+    "explain.user": "用户", "explain.user_placeholder": "选择用户", "explain.model": "模型",
+    "explain.model_placeholder": "选择模型", "explain.base_model": "基础模型（可选）",
     "explain.base_model_help": "自定义（工作区）模型所基于的模型。",
+    "explain.other_user": "……或输入其他用户 ID", "explain.other_model": "……或输入其他模型 ID",
     "explain.role": "角色", "explain.groups": "用户组",
     "explain.groups_help": "Open WebUI 用户组，用逗号分隔（取自用户目录）。",
     "explain.unmetered": "{model} 不计量：计量的模型为 {targets}。",
