@@ -63,10 +63,8 @@ class TinyDBOperations:
         """Take back a request's charge (pending or settled), also for requests already in history."""
         now = time.time()
         with self._history_locked():
-            generation, closed, state = self._hot_view()
-            found = None
-            if request_id not in state.events:
-                found = queries.find_event(self.history, closed, request_id)
+            _generation, closed, hot = self._hot_view(lambda state: request_id in state.events)
+            found = None if hot else queries.find_event(self.history, closed, request_id)
             with self._locked() as state:
                 injected = False
                 if request_id not in state.events and found is not None:
@@ -118,9 +116,9 @@ class TinyDBOperations:
         if event is not None:
             return event
         with self._history_locked():
-            _generation, closed, state = self._hot_view()
-            if request_id in state.events:
-                return state.events[request_id]
+            _generation, closed, event = self._hot_view(lambda state: state.events.get(request_id))
+            if event is not None:
+                return event
             found = queries.find_event(self.history, closed, request_id)
         if found is None or found[0]["ts"] < self._cutoff():
             return None
@@ -129,8 +127,7 @@ class TinyDBOperations:
     def ledger(self, start: float, end: float, user_id: Optional[str] = None) -> list[LedgerEvent]:
         """Ledger events with start <= ts < end, oldest first."""
         with self._history_locked():
-            _generation, closed, state = self._hot_view()
-            hot = list(state.events.values())
+            _generation, closed, hot = self._hot_view(lambda state: list(state.events.values()))
             return queries.ledger(self.history, closed, hot, start, end, user_id, self._cutoff())
 
     def daily_usage(self, first_day: str, last_day: str, user_id: Optional[str] = None) -> list[DailyUsage]:
@@ -143,8 +140,7 @@ class TinyDBOperations:
 
     def _rollups(self, kind: str, first: str, last: str, user_id: Optional[str]) -> list[DailyUsage]:
         with self._history_locked():
-            _generation, closed, state = self._hot_view()
-            hot = {k: dict(v) for k, v in state.daily.items()}
+            _generation, closed, hot = self._hot_view(lambda state: {k: dict(v) for k, v in state.daily.items()})
             return queries.rollups(self.history, closed, hot, kind, first, last, user_id)
 
     def _cutoff(self) -> float:

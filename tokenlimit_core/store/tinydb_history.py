@@ -25,6 +25,7 @@ from tinydb import TinyDB
 
 from .base import DailyUsage, LedgerEvent
 from .tinydb_files import AtomicJSONStorage, FileMode, corrupt, make_dir, os_error, read_json, write_atomic
+from .tinydb_index import LedgerIndex, indexable
 from .tinydb_ops import event_row
 from .tinydb_journal import encode, read_closed
 
@@ -63,6 +64,7 @@ class History:
     def __init__(self, root: str, mode: FileMode):
         self.root = os.path.join(root, "history")
         self.mode = mode
+        self.index = LedgerIndex(self.root, mode)
 
     # -- rollup documents (TinyDB format)
     def _day_path(self, day: str) -> str:
@@ -148,6 +150,7 @@ class History:
         folder = os.path.join(self.root, "ledger", month)
         make_dir(folder, self.mode)
         write_atomic(os.path.join(folder, name), b"".join(encode(r) for r in rows), self.mode)
+        self.index.add((r["ev"]["request_id"] for r in rows), f"ledger/{month}/{name}")
 
     # -- bulk loading (set semantics)
     def put_daily(self, rows: Iterable[DailyUsage]) -> None:
@@ -231,6 +234,26 @@ class History:
         for rec in read_closed(path, required="ev"):
             rows.append((rec["ev"], rec.get("k", [])))
         return rows
+
+    def find_event(self, request_id: str) -> Optional[tuple[dict, list]]:
+        """The latest (event, counters) of a request in the ledger segments, through the index."""
+        if indexable(request_id):
+            if not self.index.exists() and self.segments():
+                self.index.rebuild(self.segments(), lambda p: [ev["request_id"] for ev, _k in self.read_segment(p)])
+            segment = self.index.lookup(request_id)
+            paths = [os.path.join(self.root, segment)] if segment else []
+        else:
+            paths = list(reversed(self.segments()))
+        for path in paths:
+            if not os.path.exists(path):
+                continue  # removed by retention
+            found = None
+            for ev, keys in self.read_segment(path):
+                if ev["request_id"] == request_id:
+                    found = (ev, keys)
+            if found:
+                return found
+        return None
 
     def old_audit(self) -> list[list]:
         """Audit rows moved out of the hot state, oldest first."""

@@ -89,11 +89,4 @@ def find_event(history: History, closed: list[tuple[int, str]], request_id: str)
                 found = (ev, rec.get("k", []))
         if found:
             return found
-    for path in reversed(history.segments()):
-        found = None
-        for ev, keys in history.read_segment(path):
-            if ev["request_id"] == request_id:
-                found = (ev, keys)
-        if found:
-            return found
-    return None
+    return history.find_event(request_id)

@@ -289,9 +289,8 @@ class TinyDBStore(TinyDBOperations):
         if merger is not None:
             merger.join()
 
-    def _hot_view(self):
-        """(generation, closed journals, state) for history queries; caller holds the history lock."""
+    def _hot_view(self, extract):
+        """(generation, closed journals, extract(hot state)) for history queries; caller holds the history lock."""
         with self._locked() as state:
             generation = self._journal.generation
-            return generation, queries.closed_journals(self.path, generation), state
-
+            return generation, queries.closed_journals(self.path, generation), extract(state)
