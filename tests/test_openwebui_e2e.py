@@ -231,3 +231,28 @@ def test_pipelines_filter_meters_and_its_refusal_reaches_users_only_as_internal_
     for _ in range(2):  # an admin is never refused
         status, body = _chat(server, env["admin"]["token"], False, "admin question")
         assert status == 200, body
+
+
+def test_groups_come_from_open_webui_and_map_to_tiers(owui, tmp_path):
+    """The Function reads the user's Open WebUI groups; a group -> tier mapping in the store applies."""
+    from tokenlimit_core import Policy, Tier, open_store
+
+    server, admin = owui["server"], owui["admin"]["token"]
+    group = server.json("POST", "/api/v1/groups/create", {"name": "school", "description": "e2e"}, admin)
+    server.json("POST", f"/api/v1/groups/id/{group['id']}/users/add", {"user_ids": [owui["alice"]["id"]]}, admin)
+    url = _store_url(tmp_path)
+    store = open_store(url)
+    try:  # the admin set this policy in the panel: the group's tier allows almost nothing
+        store.save_policy(Policy(roles={"user": 100000, "admin": -1}, tiers={"tiny": Tier(daily_limit=5)},
+                                 group_tiers={"school": "tiny"}).to_json(), "admin")
+    finally:
+        store.close()
+    server.json("POST", f"/api/v1/functions/id/{FUNCTION_ID}/valves/update", {"store_url": url}, admin)
+    status, body = _chat(server, owui["alice"]["token"], False, "a question from the school group")
+    assert status == 400 and "5" in json.loads(body)["detail"]
+    store = open_store(url)
+    try:
+        alice = next(u for u in store.users() if u.id == owui["alice"]["id"])
+        assert alice.groups == ("school",)
+    finally:
+        store.close()

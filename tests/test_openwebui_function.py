@@ -359,3 +359,20 @@ def test_a_2mb_paste_is_charged_off_the_event_loop(monkeypatch):
     loop_thread, ticks = asyncio.run(scenario())
     assert threads and all(t is not loop_thread for t in threads)
     assert ticks > 0  # other coroutines ran while the 2 MB request was being estimated and charged
+
+
+@pytest.mark.parametrize("mode", ["allow", "block"])
+def test_an_unreachable_store_applies_the_failure_mode(mode, caplog):
+    import socket
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    flt = make_filter(store_url=f"redis://127.0.0.1:{port}/0", failure_mode=mode)
+    p = params("function_inlet_nonstream.json")
+    if mode == "allow":
+        assert asyncio.run(inlet(flt, p)) is p["body"]
+    else:
+        with pytest.raises(QuotaExceeded, match="unavailable"):
+            asyncio.run(inlet(flt, p))
+    assert f"127.0.0.1:{port}" in caplog.text
