@@ -63,6 +63,15 @@ def test_windows_of_the_proposal_decide_when_counters_restart():
     assert [r.would for r in weekly.requests] == ["allowed", "denied"]
 
 
+def test_windows_follow_the_zone_to_the_quarter_hour():
+    # Asia/Kathmandu is UTC+5:45: its day starts at 18:15 UTC.
+    boundary = datetime(2026, 11, 2, 18, 15, tzinfo=timezone.utc)
+    minutes = (boundary - T0).total_seconds() / 60
+    events = [event("a", minutes - 10, 700), event("b", minutes - 1 / 60, 200), event("c", minutes, 700)]
+    result = replay(events, Policy(roles={"user": 1000}, timezone="Asia/Kathmandu"))
+    assert [r.would for r in result.requests] == ["allowed", "warned", "allowed"]
+
+
 def test_refused_then_allowed_now_counts_with_its_estimate():
     events = [event("r1", 0, 900), event("r2", 10, 0, estimate=400, decision="denied", status="denied")]
     result = replay(events, policy(roles={"user": 5000}))

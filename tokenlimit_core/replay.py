@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 from .periods import WindowSpec, window_bounds, window_label
 from .policy import Budget, Policy, is_metered, resolve, user_tiers
@@ -130,7 +130,8 @@ def replay(events: Iterable[LedgerEvent], policy: Policy,
     timeline.sort(key=lambda item: item[:3])
 
     state = StoreState()
-    cache: dict[tuple, Any] = {}  # budgets per (user, role, model, groups); windows per 15 minutes
+    budgets: dict[tuple, list[Budget]] = {}  # per (user, role, model, base model, groups)
+    windows: dict[tuple, tuple[str, float]] = {}  # per (window spec, quarter hour)
     outcomes: dict[str, ReplayedRequest] = {}
     for moment, kind, order, event in timeline:
         rid = f"{order}:{event.request_id}"  # unique even if a ledger repeats an id
@@ -140,14 +141,14 @@ def replay(events: Iterable[LedgerEvent], policy: Policy,
                                              event.actual_source or "replay"), moment)
             continue
         groups = list(users[event.user_id].groups) if event.user_id in users else []
-        outcomes[rid] = _check(state, policy, event, rid, groups, cache)
+        outcomes[rid] = _check(state, policy, event, rid, groups, budgets, windows)
         if outcomes[rid].would != REFUSED and event.status == "refunded":
             state.refund(rid, "replay", moment)
-    return ReplayResult(policy, tuple(outcomes[k] for k in sorted(outcomes, key=lambda k: int(k.split(":")[0]))))
+    return ReplayResult(policy, tuple(outcomes.values()))  # checks were made in event order
 
 
 def _check(state: StoreState, policy: Policy, event: LedgerEvent, rid: str, groups: list[str],
-           cache: dict[tuple, Any]) -> ReplayedRequest:
+           budgets_cache: dict[tuple, list[Budget]], windows: dict[tuple, tuple[str, float]]) -> ReplayedRequest:
     tiers = user_tiers(policy, event.user_id, groups)
     tier = "+".join(tiers) or NO_TIER
     was_refused = event.decision == REFUSED
@@ -160,13 +161,13 @@ def _check(state: StoreState, policy: Policy, event: LedgerEvent, rid: str, grou
     if not is_metered(policy, [event.model, event.base_model]):
         return ReplayedRequest(**base, would="unmetered", rule=None, limit=None, reason=None, tokens_would=counted)
     key = (event.user_id, event.role, event.model, event.base_model, tuple(groups))
-    if key not in cache:
-        cache[key] = resolve(policy, event.user_id, event.role, event.model, base_model=event.base_model,
-                             groups=groups)
-    budgets = cache[key]
+    if key not in budgets_cache:
+        budgets_cache[key] = resolve(policy, event.user_id, event.role, event.model, base_model=event.base_model,
+                                     groups=groups)
+    budgets = budgets_cache[key]
     charges = []
     for b in budgets:
-        label, expires_at = _window(cache, b.window, event.ts)
+        label, expires_at = _window(windows, b.window, event.ts)
         charges.append(BudgetCharge(CounterKey(b.scope, label), b.limit, expires_at))
     enforce = not policy.shadow_mode and not (event.task and not policy.refuse_tasks)
     result = state.charge(ChargeRequest(rid, estimate, tuple(charges), event, enforce, policy.warning_threshold))
@@ -177,7 +178,7 @@ def _check(state: StoreState, policy: Policy, event: LedgerEvent, rid: str, grou
                            tokens_would=counted if result.charged else 0)
 
 
-def _window(cache: dict, spec: WindowSpec, ts: float) -> tuple[str, float]:
+def _window(cache: dict[tuple, tuple[str, float]], spec: WindowSpec, ts: float) -> tuple[str, float]:
     """(label, end) of the window containing ts; cached per 15 minutes, since windows start at a
     local full hour and every zone's UTC offset is a multiple of 15 minutes."""
     key = (spec, int(ts // 900))
