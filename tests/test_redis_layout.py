@@ -33,8 +33,9 @@ def test_none_fields_are_left_out_and_read_back_as_none():
 def test_charge_owned_fields_can_be_skipped_and_internal_fields_are_ignored():
     pairs = event_pairs(full_event(), skip=SET_BY_CHARGE)
     assert not set(SET_BY_CHARGE) & set(pairs[0::2])
-    raw = dict(zip(pairs[0::2], pairs[1::2]), _amount="5", _keys="[]", _pq="x")
-    assert event_from_hash(raw).request_id == "r/1:ü"
+    raw = dict(zip(pairs[0::2], pairs[1::2]), request_id="r/1:ü", ts="1.5", day="d", user_id="u",
+               _amount="5", _keys="[]", _pq="x")
+    assert event_from_hash(raw).est_method == "tiktoken" and event_from_hash(raw).request_id == "r/1:ü"
 
 
 def test_empty_hash_is_no_event():

@@ -2,8 +2,9 @@
 -- KEYS: 1 request hash, 2 pending queue, 3 ledger, 4 user ledger, 5 stream, 6 counter index, 7 seq,
 --       7+i counter of budget i
 -- ARGV: 1 prefix, 2 amount, 3 enforce (1/0), 4 warn threshold, 5 budgets n, 6 grace s, 7 stream maxlen,
---       8 now, 9 ledger retention s (0 = keep), 10 ts, 11 request id, then n x (limit, window end,
---       counter name), then the event's field/value pairs
+--       8 now, 9 ledger retention s (0 = keep), 10 ts, 11 request id, 12 day, 13 user, 14 model,
+--       15 estimated prompt, 16 cost ('' = none), then n x (limit, window end, counter name),
+--       then the event's other field/value pairs
 -- Returns {charged, verdict's charge, decision, deciding (0 = none), reason, duplicate,
 --          then used, pending, granted of each budget before the charge}.
 local prefix, amount = ARGV[1], tonumber(ARGV[2])
@@ -13,7 +14,7 @@ local ts, rid = tonumber(ARGV[10]), ARGV[11]
 local h = KEYS[1]
 local limits, counters, names, ends = {}, {}, {}, {}
 for i = 1, n do
-  local a = 11 + (i - 1) * 3
+  local a = 16 + (i - 1) * 3
   limits[i], ends[i], names[i] = tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
   counters[i] = read_counter(KEYS[7 + i])
 end
@@ -33,25 +34,30 @@ if redis.call('EXISTS', h) == 1 then
 end
 
 local charge, decision, deciding, reason = judge(limits, counters, amount, enforce, threshold)
-local pairs_ = {}
-for a = 12 + n * 3, #ARGV do pairs_[#pairs_ + 1] = ARGV[a] end
-redis.call('HSET', h, unpack(pairs_))
-redis.call('HSET', h, 'decision', decision, 'charged', charge and amount or 0,
-  'status', charge and 'pending' or 'denied')
-if deciding > 0 then redis.call('HSET', h, 'deciding', names[deciding]) end
+local charged = 0
+if charge then charged = amount end
+local fields = {'request_id', rid, 'ts', ARGV[10], 'day', ARGV[12], 'user_id', ARGV[13], 'model', ARGV[14],
+                'est_prompt', ARGV[15], 'decision', decision, 'charged', charged,
+                'status', charge and 'pending' or 'denied'}
+if ARGV[16] ~= '' then fields[#fields + 1] = 'cost'; fields[#fields + 1] = ARGV[16] end
+if deciding > 0 then fields[#fields + 1] = 'deciding'; fields[#fields + 1] = names[deciding] end
+for a = 17 + n * 3, #ARGV do fields[#fields + 1] = ARGV[a] end
+stream_add(KEYS[5], maxlen, fields)
 
 if charge then
   local keys = {}
   for i = 1, n do
-    add_counter(KEYS[7 + i], KEYS[6], names[i], ends[i], grace, 0, amount, 0)
+    add_counter(KEYS[7 + i], counters[i], KEYS[6], names[i], ends[i], grace, 0, amount, 0)
     keys[i] = KEYS[7 + i]
   end
   local encoded = '[]'
   if n > 0 then encoded = cjson.encode(keys) end
-  redis.call('HSET', h, '_amount', amount, '_keys', encoded, '_pq', KEYS[2])
-  redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[7]), rid)
+  local seq = redis.call('INCR', KEYS[7])
+  redis.call('ZADD', KEYS[2], seq, rid)
+  if seq % 100 == 0 then redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - grace) end
+  for _, x in ipairs({'_amount', amount, '_keys', encoded, '_pq', KEYS[2]}) do fields[#fields + 1] = x end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - grace)
+redis.call('HSET', h, unpack(fields))
 
 redis.call('ZADD', KEYS[3], ts, rid)
 redis.call('ZADD', KEYS[4], ts, rid)
@@ -61,6 +67,8 @@ if keep > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - keep)
 end
 
-roll_event(prefix, h, {0, 0, 0, 0}, event_parts(h), 1, charge and 0 or 1)
-stream_add(KEYS[5], maxlen, h)
+local est_prompt, cost = tonumber(ARGV[15]), tonumber(ARGV[16]) or 0
+local parts = {0, 0, 0, 0}
+if charge then parts = {amount, est_prompt, amount - est_prompt, cost} end
+roll(prefix, ARGV[12], ARGV[13], ARGV[14], delta({0, 0, 0, 0}, parts, 1, charge and 0 or 1))
 return reply(charge, charge, decision, deciding, reason, false)

@@ -78,7 +78,9 @@ def _field_types() -> dict[str, type]:
 
 
 EVENT_TYPES = _field_types()
-SET_BY_CHARGE = ("decision", "deciding", "charged", "status")  # the charge script decides these
+# fields the charge script gets as arguments of their own, or decides itself
+SET_BY_CHARGE = ("request_id", "ts", "day", "user_id", "model", "est_prompt", "cost",
+                 "decision", "deciding", "charged", "status")
 
 
 def number_text(value: Any) -> str:

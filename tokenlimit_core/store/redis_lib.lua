@@ -8,10 +8,10 @@ local function num(v)
   return 0
 end
 
--- {used, pending, granted} of a counter hash (0 when absent)
+-- {used, pending, granted, window end or nil} of a counter hash (0 when absent)
 local function read_counter(key)
-  local v = redis.call('HMGET', key, 'used', 'pending', 'granted')
-  return {num(v[1]), num(v[2]), num(v[3])}
+  local v = redis.call('HMGET', key, 'used', 'pending', 'granted', 'exp')
+  return {num(v[1]), num(v[2]), num(v[3]), v[4] and tonumber(v[4]) or nil}
 end
 
 -- Port of base.judge: returns charge (bool), decision, deciding budget (1-based, 0 = none), reason ('' = none).
@@ -46,23 +46,21 @@ local function judge(limits, counters, amount, enforce, threshold)
   return true, 'allowed', best, ''
 end
 
--- Adds to a counter and keeps its window end (the latest seen) and expiry (window end + grace).
-local function add_counter(key, index, name, exp_text, grace, used, pending, granted)
+-- Adds to a counter (whose state `c` was read by read_counter in this script) and keeps its window
+-- end (the latest seen) and expiry (window end + grace).
+local function add_counter(key, c, index, name, exp_text, grace, used, pending, granted)
   if used ~= 0 then redis.call('HINCRBY', key, 'used', used) end
   if pending ~= 0 then redis.call('HINCRBY', key, 'pending', pending) end
   if granted ~= 0 then redis.call('HINCRBY', key, 'granted', granted) end
-  local old = redis.call('HGET', key, 'exp')
   local exp = tonumber(exp_text)
-  if not old or exp > tonumber(old) then
+  if not c[4] or exp > c[4] then
     redis.call('HSET', key, 'exp', exp_text)
     redis.call('EXPIREAT', key, math.ceil(exp + grace))
     redis.call('ZADD', index, exp, name)
-  elseif redis.call('TTL', key) == -1 then
-    redis.call('EXPIREAT', key, math.ceil(tonumber(old) + grace))
   end
 end
 
--- Adds to one packed rollup value "tokens prompt completion requests denied cost".
+-- Adds to one packed rollup value "tokens prompt completion requests denied cost"; true if it existed.
 local function roll_field(key, field, d)
   local old = redis.call('HGET', key, field)
   local v = {0, 0, 0, 0, 0, 0}
@@ -72,13 +70,21 @@ local function roll_field(key, field, d)
   end
   redis.call('HSET', key, field, string.format('%d %d %d %d %d %.15g', v[1] + d[1], v[2] + d[2],
     v[3] + d[3], v[4] + d[4], v[5] + d[5], v[6] + d[6]))
+  return old ~= false
 end
 
 -- Moves the daily rollup of (day, user, model), indexed by day and by user.
 local function roll(prefix, day, user, model, d)
-  roll_field(prefix .. 'd:' .. day, user .. SEP .. model, d)
+  if not roll_field(prefix .. 'd:' .. day, user .. SEP .. model, d) then
+    redis.call('ZADD', prefix .. 'days', 0, day)  -- a day with rollups is listed once it has any
+  end
   roll_field(prefix .. 'du:' .. user, day .. SEP .. model, d)
-  redis.call('ZADD', prefix .. 'days', 0, day)
+end
+
+-- The rollup change from `before` to `after` parts {tokens, prompt, completion, cost}.
+local function delta(before, after, requests, denied)
+  return {after[1] - before[1], after[2] - before[2], after[3] - before[3], requests, denied,
+          after[4] - before[4]}
 end
 
 -- What an event counts for in the rollup now: {tokens, prompt, completion, cost} (base.rollup_delta).
@@ -95,19 +101,17 @@ end
 -- Moves the rollup of a request's (day, user, model) from `before` to `after` parts.
 local function roll_event(prefix, h, before, after, requests, denied)
   local ev = redis.call('HMGET', h, 'day', 'user_id', 'model')
-  roll(prefix, ev[1], ev[2], ev[3], {after[1] - before[1], after[2] - before[2], after[3] - before[3],
-    requests, denied, after[4] - before[4]})
+  roll(prefix, ev[1], ev[2], ev[3], delta(before, after, requests, denied))
 end
 
--- Appends the event (without internal fields) to the capped ledger stream.
-local function stream_add(stream, maxlen, h)
+-- Appends an event to the capped ledger stream; `flat` is [field, value, ...] as HGETALL gives it.
+local function stream_add(stream, maxlen, flat)
   if maxlen <= 0 then return end
-  local all = redis.call('HGETALL', h)
   local cmd = {'XADD', stream, 'MAXLEN', '~', maxlen, '*'}
-  for i = 1, #all, 2 do
-    if string.sub(all[i], 1, 1) ~= '_' then
-      cmd[#cmd + 1] = all[i]
-      cmd[#cmd + 1] = all[i + 1]
+  for i = 1, #flat, 2 do
+    if string.sub(flat[i], 1, 1) ~= '_' then
+      cmd[#cmd + 1] = flat[i]
+      cmd[#cmd + 1] = flat[i + 1]
     end
   end
   redis.call(unpack(cmd))

@@ -26,5 +26,6 @@ if queue then redis.call('ZREM', queue, ARGV[5]) end
 redis.call('HDEL', h, '_amount', '_pq')
 audit_entry(KEYS[3], ARGV[3], ARGV[2], 'refund',
   '{"request_id":' .. cjson.encode(ARGV[5]) .. ',"tokens":' .. string.format('%d', before[1]) .. '}')
-stream_add(KEYS[2], tonumber(ARGV[4]), h)
-return redis.call('HGETALL', h)
+local flat = redis.call('HGETALL', h)
+stream_add(KEYS[2], tonumber(ARGV[4]), flat)
+return flat

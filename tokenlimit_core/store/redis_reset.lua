@@ -8,4 +8,5 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
     '{"counter":' .. cjson.encode(ARGV[1]) .. ',"used":' .. string.format('%d', c[1]) .. '}')
   redis.call('HSET', KEYS[1], 'used', 0, 'granted', 0)
 end
-return read_counter(KEYS[1])
+local c = read_counter(KEYS[1])
+return {c[1], c[2], c[3]}

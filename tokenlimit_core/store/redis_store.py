@@ -11,8 +11,6 @@ import json
 import time
 from typing import Any, Iterable, Optional
 
-import redis
-
 from . import redact_url
 from .base import (SCHEMA_VERSION, AuditEntry, ChargeRequest, ChargeResult, Counter, CounterKey, DailyUsage,
                    LedgerEvent, PolicyRecord, Settlement, StoreError, StoreUnavailable, UserInfo, Verdict)
@@ -71,6 +69,7 @@ class RedisStore:
 
     # -- policy
     def load_policy(self) -> Optional[PolicyRecord]:
+        """The policy in force, or None when none was saved."""
         raw = self._call("load the policy", self._client.hgetall, self.keys.policy)
         if not raw:
             return None
@@ -78,16 +77,19 @@ class RedisStore:
         return PolicyRecord(row["json"], int(row["revision"]), float(row["updated_at"]), row.get("actor", ""))
 
     def policy_revision(self) -> int:
+        """The policy's revision (0 = none): one GET, cheap enough for every node to poll."""
         value = self._call("read the policy revision", self._client.get, self.keys.policy_revision)
         return int(value) if value is not None else 0
 
     def save_policy(self, policy_json: str, actor: str) -> int:
+        """Store a new policy under the next revision; returns the revision."""
         return int(self._run("save the policy", "policy",
                              [self.keys.policy_revision, self.keys.policy, self.keys.audit],
                              [policy_json, actor, repr(time.time())]))
 
     # -- quota
     def charge(self, request: ChargeRequest) -> ChargeResult:
+        """Check and charge every budget in one Lua step, or refuse; a repeated request id changes nothing."""
         event, budgets, o = request.event, request.budgets, self.options
         keys = [self.keys.request(request.request_id), self.keys.pending_queue(event.user_id, event.model),
                 self.keys.ledger, self.keys.user_ledger(event.user_id), self.keys.stream,
@@ -95,10 +97,11 @@ class RedisStore:
         args: list[Any] = [self.keys.prefix, int(request.amount), "1" if request.enforce else "0",
                            repr(float(request.warn_threshold)), len(budgets), o.counter_grace, o.stream_maxlen,
                            repr(time.time()), o.ledger_days * 86400, number_text(float(event.ts)),
-                           request.request_id]
+                           request.request_id, event.day, event.user_id, event.model, int(event.est_prompt),
+                           "" if event.cost is None else number_text(float(event.cost))]
         for b in budgets:
             args += [int(b.limit), number_text(float(b.expires_at)), str(b.key)]
-        args += ["request_id", request.request_id] + event_pairs(event, skip=SET_BY_CHARGE + ("request_id",))
+        args += event_pairs(event, skip=SET_BY_CHARGE)
         raw = self._run("charge a request", "charge", keys, args)
         charged, charge, decision, deciding, reason, duplicate = raw[:6]
         flat = [int(x) for x in raw[6:]]
@@ -108,6 +111,7 @@ class RedisStore:
         return ChargeResult(bool(charged), counters, verdict, duplicate=bool(duplicate))
 
     def settle(self, request_id: str, settlement: Settlement, now: float) -> Optional[LedgerEvent]:
+        """Replace a pending charge by the actual usage, once, in one Lua step."""
         cost = "" if settlement.cost is None else repr(float(settlement.cost))
         raw = self._run("settle a request", "settle", [self.keys.request(request_id), self.keys.stream],
                         [self.keys.prefix, int(settlement.prompt_tokens), int(settlement.completion_tokens),
@@ -115,23 +119,27 @@ class RedisStore:
         return event_from_flat(raw) if raw else None
 
     def refund(self, request_id: str, actor: str) -> Optional[LedgerEvent]:
+        """Give back what a pending or settled request counts for, once."""
         raw = self._run("refund a request", "refund",
                         [self.keys.request(request_id), self.keys.stream, self.keys.audit],
                         [self.keys.prefix, actor, repr(time.time()), self.options.stream_maxlen, request_id])
         return event_from_flat(raw) if raw else None
 
     def grant(self, key: CounterKey, tokens: int, expires_at: float, actor: str) -> Counter:
+        """Extra tokens on a counter (audited)."""
         raw = self._run("grant tokens", "grant", [self.keys.counter(key), self.keys.counter_index, self.keys.audit],
                         [int(tokens), number_text(float(expires_at)), self.options.counter_grace, str(key),
                          repr(time.time()), actor])
         return Counter(key, *(int(x) for x in raw))
 
     def reset(self, key: CounterKey, actor: str) -> Counter:
+        """Clear a counter's use and grants; pending charges stay (audited)."""
         raw = self._run("reset a counter", "reset", [self.keys.counter(key), self.keys.audit],
                         [str(key), repr(time.time()), actor])
         return Counter(key, *(int(x) for x in raw))
 
     def counters(self, keys: Iterable[CounterKey]) -> list[Counter]:
+        """The counters' current state, read in one transaction."""
         keys = list(keys)
         if not keys:
             return []
@@ -146,16 +154,19 @@ class RedisStore:
         return [Counter(k, *(int(v) if v is not None else 0 for v in row)) for k, row in zip(keys, rows)]
 
     def oldest_pending(self, user_id: str, model: str) -> Optional[str]:
+        """The oldest pending request of a user and model, or None."""
         found = self._run("find the oldest pending request", "oldest",
                           [self.keys.pending_queue(user_id, model)], [self.keys.prefix])
         return text(found) if found else None
 
     # -- history
     def get_event(self, request_id: str) -> Optional[LedgerEvent]:
+        """One ledger event, or None."""
         return event_from_hash(self._call("read a ledger event", self._client.hgetall,
                                           self.keys.request(request_id)))
 
     def ledger(self, start: float, end: float, user_id: Optional[str] = None) -> list[LedgerEvent]:
+        """Ledger events with start <= ts < end, of everyone or one user."""
         index = self.keys.ledger if user_id is None else self.keys.user_ledger(user_id)
 
         def read():
@@ -171,6 +182,7 @@ class RedisStore:
         return self._call("read the ledger", read)
 
     def daily_usage(self, first_day: str, last_day: str, user_id: Optional[str] = None) -> list[DailyUsage]:
+        """Daily rollups of the days from first_day to last_day, of everyone or one user."""
         if first_day > last_day:
             return []
         if user_id is not None:
@@ -198,6 +210,7 @@ class RedisStore:
 
     # -- bulk
     def put_history(self, daily: Iterable[DailyUsage] = (), events: Iterable[LedgerEvent] = ()) -> None:
+        """Bulk-load rollups and ledger events (set semantics: loading twice changes nothing)."""
         def write(batch_daily, batch_events):
             pipe = self._client.pipeline(transaction=False)
             for row in batch_daily:
@@ -216,6 +229,7 @@ class RedisStore:
             self._call("load history", write, batch_daily, batch_events)
 
     def put_counters(self, counters: Iterable[tuple[Counter, float]]) -> None:
+        """Bulk-load counters with their window ends (set semantics)."""
         def write(batch):
             pipe = self._client.pipeline(transaction=False)
             for counter, expires_at in batch:
@@ -230,6 +244,7 @@ class RedisStore:
             self._call("load counters", write, batch)
 
     def all_counters(self) -> list[tuple[Counter, float]]:
+        """Every counter whose window has not ended, with its window end."""
         def read():
             names = [text(n) for n in self._client.zrangebyscore(self.keys.counter_index, f"({time.time()!r}", "+inf")]
             pipe = self._client.pipeline(transaction=False)
@@ -248,24 +263,29 @@ class RedisStore:
 
     # -- directory and audit
     def touch_user(self, user: UserInfo) -> None:
+        """Add or update a user directory entry."""
         self._call("update the user directory", self._client.hset, self.keys.users, user.id,
                    json.dumps(user.to_dict(), ensure_ascii=False))
 
     def users(self) -> list[UserInfo]:
+        """The user directory."""
         raw = self._call("read the user directory", self._client.hgetall, self.keys.users)
         return [UserInfo.from_dict(json.loads(v)) for v in raw.values()]
 
     def audit(self, actor: str, action: str, detail: dict[str, Any]) -> None:
+        """Append to the audit trail."""
         entry = json.dumps({"ts": time.time(), "actor": actor, "action": action, "detail": dict(detail)},
                            ensure_ascii=False)
         self._call("write the audit trail", self._client.lpush, self.keys.audit, entry)
 
     def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """The newest audit entries first."""
         raw = self._call("read the audit trail", self._client.lrange, self.keys.audit, 0, max(limit, 1) - 1)
         return [AuditEntry(**json.loads(v)) for v in raw][:limit]
 
     # -- housekeeping
     def info(self) -> dict[str, Any]:
+        """Backend, URL (password hidden), prefix, schema version, sizes and health; never raises."""
         out: dict[str, Any] = {"backend": "redis", "url": self.url, "prefix": self.options.prefix,
                                "schema_version": SCHEMA_VERSION, "stream_maxlen": self.options.stream_maxlen,
                                "ledger_days": self.options.ledger_days}
@@ -289,6 +309,7 @@ class RedisStore:
                 "redis_version": server.get("redis_version"), "healthy": True}
 
     def close(self) -> None:
+        """Close the connections."""
         self._client.close()
 
 
