@@ -25,7 +25,7 @@ def language() -> str:
     return value if value in CATALOGS else "en"
 
 
-def t(key: str, **fields) -> str:
+def t(key: str, /, **fields) -> str:
     """One text in the session's language, formatted with `fields`."""
     return translate(key, language(), **fields)
 
@@ -35,7 +35,7 @@ def has_text(key: str) -> bool:
     return key in EN
 
 
-def translate(key: str, lang: str, **fields) -> str:
+def translate(key: str, lang: str, /, **fields) -> str:
     """One text in a given language; an unknown key shows itself so it is noticed, never crashes."""
     template = CATALOGS.get(lang, EN).get(key) or EN.get(key) or key
     try:
