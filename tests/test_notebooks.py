@@ -96,6 +96,20 @@ def test_notebook_runs_top_to_bottom_on_a_fresh_store(name, kernel_dirs, tmp_pat
         store.close()
 
 
+def test_configure_works_before_any_traffic(kernel_dirs, tmp_path):
+    url = store_url_for(tmp_path)
+    store = open_store(url)
+    store.save_policy(Policy(roles={"user": 5000}).to_json(), "seed")  # as a freshly installed filter leaves it
+    store.close()
+    nb = run("01_configure", kernel_dirs, tmp_path, STORE_URL=url)
+    assert "No users yet" in text_of(nb) and "demo data" not in text_of(nb)
+    store = open_store(url)
+    try:
+        assert store.load_policy().actor == "notebook:01_configure" and not store.users()
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_unusable_store_stops_with_a_clear_message(name, kernel_dirs, tmp_path):
     with pytest.raises(CellExecutionError) as caught:
