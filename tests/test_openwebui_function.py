@@ -174,12 +174,21 @@ def test_webui_flow_pairs_by_message_id_and_counts_only_this_reply():
     asyncio.run(outlet(flt, o, metadata))
     event = store_of(flt).get_event(message_id)
     assert event.source == "webui" and event.status == "settled"
-    if this:
-        assert (event.actual_prompt, event.actual_completion) == (this.get("input_tokens", this.get("prompt_tokens")),
-                                                                 this.get("output_tokens",
-                                                                          this.get("completion_tokens")))
-    else:
-        assert event.actual_source == "estimate"
+    assert (event.actual_prompt, event.actual_completion) == (this["input_tokens"], this["output_tokens"]) == (4006, 19)
+
+
+def test_a_webui_reply_without_usage_is_estimated_not_taken_from_earlier_replies():
+    flt = make_filter()
+    p = params("conversation_3turns_inlet_frontend.json")
+    asyncio.run(inlet(flt, p))
+    o = params("conversation_3turns_outlet_frontend.json")
+    last = o["body"]["messages"][-1]
+    last.pop("usage")
+    last.pop("info", None)
+    asyncio.run(outlet(flt, o, p["__metadata__"]))
+    event = store_of(flt).get_event(o["body"]["id"])
+    assert event.actual_source == "estimate" and event.actual_prompt == event.est_prompt
+    assert event.actual_prompt not in (3950, 3977)
 
 
 def test_an_outlet_without_the_inlets_metadata_pairs_by_the_reply_id():
