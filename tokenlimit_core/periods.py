@@ -6,8 +6,10 @@ zoneinfo, so days are 23 or 25 hours long across daylight-saving changes.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from time import monotonic
 from typing import Literal, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,12 +23,20 @@ def local_zone_name() -> Optional[str]:
     if os.environ.get("TZ"):
         return os.environ["TZ"].lstrip(":")
     try:
-        link = os.path.realpath("/etc/localtime")
+        link = _localtime_target(int(monotonic() // 60))
         if "zoneinfo/" in link:
             return link.split("zoneinfo/", 1)[1]
     except OSError:
         pass
     return None
+
+
+@functools.lru_cache(maxsize=1)
+def _localtime_target(_minute: int) -> str:
+    """Where /etc/localtime points; looked up at most once a minute (realpath costs ~25 µs, per window)."""
+    import os
+
+    return os.path.realpath("/etc/localtime")
 
 
 def get_zone(name: Optional[str]):
