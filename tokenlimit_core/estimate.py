@@ -15,6 +15,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Optional
 
 from .policy import Calibration, Policy, best_match
@@ -32,9 +33,71 @@ _KANA_HANGUL = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af\u1100-\u11f
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 
 
-def script_counts(text: str) -> tuple[int, int, int]:
-    """Characters of (han, kana_hangul, cyrillic) in a text."""
-    return len(_HAN.findall(text)), len(_KANA_HANGUL.findall(text)), len(_CYRILLIC.findall(text))
+# Characters by script come from one byte-translate pass over the UTF-8 text, classed by lead byte:
+# E4–E9 ideographs (U+4000–9FFF), EA–ED Hangul (U+A000–DFFF), D0–D3 Cyrillic, C3–C9 accented
+# Latin; U+3000–30FF (E3) and U+FF00–FFFF (EF) by their first two bytes. Rare blocks (CJK
+# extension A, compatibility ideographs, Hangul jamo) are not told apart: calibration absorbs them.
+_DIGITS = b"0123456789"
+
+
+def _byte_class(byte: int) -> str:
+    """d digit, s space, a other ASCII, c continuation, l/y/h/g/j/f lead bytes (see above), o other lead."""
+    if 0x30 <= byte <= 0x39:
+        return "d"
+    if byte == 0x20:
+        return "s"
+    if byte < 0x80:
+        return "a"
+    if byte < 0xC0:
+        return "c"
+    for kind, low, high in (("l", 0xC3, 0xC9), ("y", 0xD0, 0xD3), ("j", 0xE3, 0xE3), ("h", 0xE4, 0xE9),
+                            ("g", 0xEA, 0xED), ("f", 0xEF, 0xEF)):
+        if low <= byte <= high:
+            return kind
+    return "o"
+
+
+_BYTE_CLASS = "".join(map(_byte_class, range(256))).encode("ascii")
+
+
+def script_counts(text: str) -> tuple[int, ...]:
+    """(han, kana_hangul, cyrillic, cjk_punct, hangul, latin_ext, non_ascii, digits, space_han) of a text."""
+    raw = text.encode("utf-8", "surrogatepass")
+    kinds = raw.translate(_BYTE_CLASS)
+    cjk_punct = kana = fullwidth_rest = 0
+    if kinds.count(b"j"):
+        cjk_punct = raw.count(b"\xe3\x80")
+        kana = raw.count(b"\xe3\x81") + raw.count(b"\xe3\x82") + raw.count(b"\xe3\x83")
+    if kinds.count(b"f"):
+        cjk_punct += raw.count(b"\xef\xbc") + raw.count(b"\xef\xbd")
+        fullwidth_rest = raw.count(b"\xef\xbe") + raw.count(b"\xef\xbf")
+    hangul = kinds.count(b"g")
+    digits = kinds.count(b"d")
+    ascii_chars = kinds.count(b"a") + digits + kinds.count(b"s")
+    return (kinds.count(b"h") + cjk_punct + fullwidth_rest, kana + hangul, kinds.count(b"y"), cjk_punct, hangul,
+            kinds.count(b"l"), len(text) - ascii_chars, digits, kinds.count(b"sh"))
+
+
+def token_kinds(ids: list[int], classes: bytes) -> tuple[int, int]:
+    """(han_tokens, other_tokens): tokens whose bytes carry a CJK ideograph, or other non-ASCII bytes."""
+    if len(ids) < 2:  # itemgetter of one id returns a bare int
+        kinds = bytes(classes[i] for i in ids)
+    else:
+        kinds = bytes(itemgetter(*ids)(classes))
+    return kinds.count(1), kinds.count(2)
+
+
+def token_classes(encoding: Any) -> bytes:
+    """Per token id: 1 if its bytes carry a CJK ideograph (lead bytes E4–E9), 2 other non-ASCII, else 0."""
+    table = bytearray(encoding.n_vocab)
+    for token in range(encoding.n_vocab):
+        try:
+            piece = encoding.decode_single_token_bytes(token)
+        except KeyError:  # gaps in the id space
+            continue
+        if piece and max(piece) >= 0x80:
+            table[token] = 1 if any(0xE4 <= b <= 0xE9 for b in piece) else 2
+    return bytes(table)
 
 
 @dataclass(frozen=True)
@@ -48,12 +111,25 @@ class Features:
     messages: int = 0
     names: int = 0
     images: int = 0
+    han_tokens: int = 0  # tokens whose bytes carry a CJK ideograph
+    other_tokens: int = 0  # tokens with other non-ASCII bytes
+    cjk_punct: int = 0  # CJK punctuation and full-width forms (also counted in han)
+    hangul: int = 0  # Hangul and neighbouring blocks (also counted in kana_hangul)
+    latin_ext: int = 0  # accented Latin letters
+    non_ascii: int = 0  # non-ASCII characters
+    digits: int = 0
+    space_han: int = 0  # ideographs right after a space: tokenizers that glue the space on fall back to bytes
 
     def __add__(self, other: "Features") -> "Features":
         return Features(*(a + b for a, b in zip(self.astuple(), other.astuple())))
 
     def astuple(self) -> tuple[int, ...]:
-        return (self.tokens, self.han, self.kana_hangul, self.cyrillic, self.messages, self.names, self.images)
+        return (self.tokens, self.han, self.kana_hangul, self.cyrillic, self.messages, self.names, self.images,
+                self.han_tokens, self.other_tokens, self.cjk_punct, self.hangul, self.latin_ext, self.non_ascii,
+                self.digits, self.space_han)
+
+
+FEATURE_COUNT = 15
 
 
 @dataclass(frozen=True)
@@ -74,6 +150,7 @@ class Tokenizer:
     """One encoding, loaded lazily with offline fallbacks; counts text, never raises."""
 
     _loaded: dict[str, tuple[Any, str]] = {}
+    _classes: dict[str, bytes] = {}
     _lock = threading.Lock()
 
     def __init__(self, wanted: str = "cl100k_base"):
@@ -103,6 +180,29 @@ class Tokenizer:
             return len(encoding.encode_ordinary(text))
         except Exception:  # odd surrogates and the like: never fail an estimate
             return count_by_length(text)
+
+    def token_ids(self, text: str) -> Optional[list[int]]:
+        """The token ids of `text`, or None when only a length estimate is possible."""
+        encoding, _ = self._encoding()
+        if encoding is None or len(text) > MAX_TOKENIZE_CHARS:
+            return None
+        try:
+            return encoding.encode_ordinary(text)
+        except Exception:  # odd surrogates and the like: never fail an estimate
+            return None
+
+    def token_classes(self) -> Optional[bytes]:
+        """`token_classes` of this encoding, built once per process (None without tiktoken)."""
+        encoding, _ = self._encoding()
+        if encoding is None:
+            return None
+        table = self._classes.get(encoding.name)
+        if table is None:
+            with self._lock:
+                if encoding.name not in self._classes:
+                    self._classes[encoding.name] = token_classes(encoding)
+                table = self._classes[encoding.name]
+        return table
 
 
 def _load_encoding(wanted: str) -> tuple[Any, str]:
@@ -184,12 +284,17 @@ class Estimator:
         return value
 
     def _text_counts(self, text: str, tokenizer: Tokenizer) -> tuple[int, ...]:
-        """(tokens, han, kana_hangul, cyrillic, 0, 0, 0) of one text."""
+        """The `Features` of one text as a tuple (messages, names and images are 0)."""
         if len(text) > MAX_TOKENIZE_CHARS:
-            return (count_by_length(text), 0, 0, 0, 0, 0, 0)
+            return (count_by_length(text),) + (0,) * (FEATURE_COUNT - 1)
         if text.isascii():  # most text: no script counting needed
-            return (tokenizer.count(text), 0, 0, 0, 0, 0, 0)
-        return (tokenizer.count(text),) + script_counts(text) + (0, 0, 0)
+            raw = text.encode("ascii")
+            return (tokenizer.count(text),) + (0,) * 12 + (len(raw) - len(raw.translate(None, _DIGITS)), 0)
+        ids = tokenizer.token_ids(text)
+        scripts = script_counts(text)
+        if ids is None:
+            return (tokenizer.count(text),) + scripts[:3] + (0, 0, 0, 0, 0) + scripts[3:]
+        return (len(ids),) + scripts[:3] + (0, 0, 0) + token_kinds(ids, tokenizer.token_classes()) + scripts[3:]
 
     def text_features(self, text: str, tokenizer: Tokenizer) -> Features:
         """Features of one text (cached)."""
@@ -200,9 +305,9 @@ class Estimator:
     def _message_counts(self, message: Any, tokenizer: Tokenizer) -> tuple[int, ...]:
         if not isinstance(message, dict):
             if not message:
-                return (0,) * 7
+                return (0,) * FEATURE_COUNT
             counts = self._text_counts(str(message)[:MAX_TOKENIZE_CHARS * 2], tokenizer)
-            return counts[:4] + (1, 0, 0)
+            return counts[:4] + (1, 0, 0) + counts[7:]
         role, content, name = message.get("role"), message.get("content"), message.get("name")
         if isinstance(content, str) and not message.get("tool_calls") and len(content) <= MAX_TOKENIZE_CHARS:
             key = (tokenizer.wanted, role if isinstance(role, str) else None, content,
@@ -215,7 +320,7 @@ class Estimator:
         texts, images = ([content], 0) if isinstance(content, str) else _text_parts(content)
         role, name = message.get("role"), message.get("name")
         has_name = isinstance(name, str) and bool(name)
-        tokens = han = kana = cyrillic = 0
+        role_tokens = 0
         if isinstance(role, str):  # roles repeat: count each once per encoding
             key = (tokenizer.wanted, role[:100])
             count = self._roles.get(key)
@@ -223,19 +328,15 @@ class Estimator:
                 count = tokenizer.count(role[:100])
                 if len(self._roles) < 1000:  # roles come from the request: keep the cache bounded
                     self._roles[key] = count
-            tokens += count
+            role_tokens = count
         if has_name:
             texts.append(name)
         calls = message.get("tool_calls")
         if isinstance(calls, list):
             texts += [_json(call) for call in calls]
-        for text in texts:
-            counts = self._text_counts(text, tokenizer)
-            tokens += counts[0]
-            han += counts[1]
-            kana += counts[2]
-            cyrillic += counts[3]
-        return (tokens, han, kana, cyrillic, 1, int(has_name), images)
+        counts = [self._text_counts(text, tokenizer) for text in texts]
+        c = counts[0] if len(counts) == 1 else _sum_counts(counts) if counts else (0,) * FEATURE_COUNT
+        return (c[0] + role_tokens, c[1], c[2], c[3], 1, int(has_name), images) + c[7:]
 
     def message_features(self, message: Any, tokenizer: Tokenizer) -> Features:
         """Features of one chat message: role, content parts, name, tool calls."""
@@ -246,22 +347,19 @@ class Estimator:
         tokenizer = Tokenizer(encoding_for(model))
         if not isinstance(body, dict):
             return Features(), tokenizer.method
-        total = [0] * 7
-        extra: list[tuple[int, ...]] = []
+        rows: list[tuple[int, ...]] = []
         messages = body.get("messages")
         if isinstance(messages, list):
-            for message in messages:
-                for i, value in enumerate(self._message_counts(message, tokenizer)):
-                    total[i] += value
+            rows = [self._message_counts(message, tokenizer) for message in messages]
         elif isinstance(body.get("prompt"), str):
-            extra.append(self._text_counts(body["prompt"], tokenizer)[:4] + (1, 0, 0))
+            counts = self._text_counts(body["prompt"], tokenizer)
+            rows.append(counts[:4] + (1, 0, 0) + counts[7:])
         if isinstance(body.get("system"), str):
-            extra.append(self._text_counts(body["system"], tokenizer)[:4] + (1, 0, 0))
+            counts = self._text_counts(body["system"], tokenizer)
+            rows.append(counts[:4] + (1, 0, 0) + counts[7:])
         if body.get("tools"):
-            extra.append(self._text_counts(_json(body["tools"]), tokenizer))
-        for counts in extra:
-            for i, value in enumerate(counts):
-                total[i] += value
+            rows.append(self._text_counts(_json(body["tools"]), tokenizer))
+        total = _sum_counts(rows) if rows else (0,) * FEATURE_COUNT
         method = tokenizer.method
         if any(len(t) > MAX_TOKENIZE_CHARS for t in _long_texts(messages)):
             method += "+length"
@@ -287,7 +385,10 @@ def apply_calibration(f: Features, c: Calibration, *, webui: bool = False) -> in
     """The provider's prompt count predicted from features."""
     value = (c.overhead + (c.webui_overhead if webui else 0.0) + c.tokens * f.tokens + c.han * f.han
              + c.kana_hangul * f.kana_hangul + c.cyrillic * f.cyrillic + c.per_message * f.messages
-             + c.per_name * f.names + c.per_image * f.images)
+             + c.per_name * f.names + c.per_image * f.images + c.han_tokens * f.han_tokens
+             + c.other_tokens * f.other_tokens + c.cjk_punct * f.cjk_punct + c.hangul * f.hangul
+             + c.latin_ext * f.latin_ext + c.non_ascii * f.non_ascii + c.digits * f.digits
+             + c.space_han * f.space_han)
     return max(0, round(value))
 
 
@@ -309,6 +410,10 @@ def calibration_for(policy: Policy, model: str, base_model: Optional[str] = None
     if pattern is not None:
         return policy.calibration[pattern]
     return Calibration(per_image=policy.image_tokens)
+
+
+def _sum_counts(rows: list[tuple[int, ...]]) -> tuple[int, ...]:
+    return tuple(map(sum, zip(*rows)))
 
 
 def _long_texts(messages: Any):

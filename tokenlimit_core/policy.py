@@ -36,7 +36,10 @@ class Calibration(_Model):
 
     prompt = overhead (+ webui_overhead for web-UI traffic) + Σ coefficient × feature.
     Features: cl100k tokens, han / kana_hangul / cyrillic characters, messages,
-    names, images. Defaults reproduce OpenAI's published counting rule.
+    names, images; and, for `calibrate.fit`, tokens carrying han / other
+    non-ASCII bytes, CJK punctuation / hangul / accented Latin / non-ASCII /
+    digit characters and ideographs after a space (their coefficients default
+    to 0). Defaults reproduce OpenAI's published counting rule.
     """
 
     overhead: float = 3.0
@@ -48,6 +51,14 @@ class Calibration(_Model):
     per_message: float = 3.0
     per_name: float = 1.0
     per_image: float = 85.0
+    han_tokens: float = 0.0
+    other_tokens: float = 0.0
+    cjk_punct: float = 0.0
+    hangul: float = 0.0
+    latin_ext: float = 0.0
+    non_ascii: float = 0.0
+    digits: float = 0.0
+    space_han: float = 0.0
     completion_scale: float = 1.0
     completion_expected: Optional[int] = Field(default=None, ge=0)
     fitted_on: Optional[str] = None

@@ -1,0 +1,155 @@
+"""Calibration against the shared calibration set: fit on ~60 %, check on the rest (split by id hash).
+
+DESIGN.md's goal: after calibration, per family (gpt-4o, gpt-4, llama3, qwen3)
+and per language mix (en, zh, code, mixed), median absolute error ≤ 2 % and
+90th percentile ≤ 6 %. Errors are measured on integer estimates, as charged.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tokenlimit_core import calibrate
+from tokenlimit_core.estimate import Estimator, Features, apply_calibration
+from tokenlimit_core.policy import Calibration
+
+from conftest import CALIBRATION
+
+FAMILIES = ("gpt-4o", "gpt-4", "llama3", "qwen3")
+MEDIAN_GOAL, P90_GOAL = 2.0, 6.0
+# Known gap, measured on this split: short Chinese prompts of Qwen3 (12–50 tokens, where one token is
+# 2–8 %) keep qwen3/zh's p90 near 7 %. Strict: the marker must go when the gap closes.
+P90_GAPS = {("qwen3", "zh"): 8.0}
+
+
+@pytest.fixture(scope="module")
+def split_rows():
+    return calibrate.split(calibrate.load_conversations(CALIBRATION))
+
+
+@pytest.fixture(scope="module")
+def fitted(split_rows):
+    """Per family: (calibration fitted on the fit part, check-part samples)."""
+    fit_rows, check_rows = split_rows
+    estimator = Estimator()
+    out = {}
+    for family in FAMILIES:
+        calibration = calibrate.fit(calibrate.samples(fit_rows, family, estimator), source="calibration.jsonl")
+        out[family] = (calibration, calibrate.samples(check_rows, family, estimator))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tables(fitted):
+    before = calibrate.error_table([calibrate.errors(s, Calibration(), f) for f, (_, s) in fitted.items()])
+    after = calibrate.error_table([calibrate.errors(s, c, f) for f, (c, s) in fitted.items()])
+    return before.set_index(["family", "mix"]), after.set_index(["family", "mix"])
+
+
+def test_split_is_deterministic_and_about_60_40(split_rows):
+    fit_rows, check_rows = split_rows
+    assert 0.55 < len(fit_rows) / (len(fit_rows) + len(check_rows)) < 0.65
+    again = calibrate.split(calibrate.load_conversations(CALIBRATION))
+    assert [r["id"] for r in again[0]] == [r["id"] for r in fit_rows]
+    assert not {r["id"] for r in fit_rows} & {r["id"] for r in check_rows}
+    for mix in calibrate.MIXES:  # every mix is on both sides
+        assert sum(r["mix"] == mix for r in fit_rows) >= 30 and sum(r["mix"] == mix for r in check_rows) >= 30
+
+
+CELLS = [(f, m) for f in FAMILIES for m in calibrate.MIXES]
+
+
+@pytest.mark.parametrize("family,mix", CELLS)
+def test_calibrated_median_error_within_goal(tables, family, mix):
+    _, after = tables
+    assert after.loc[(family, mix), "median"] <= MEDIAN_GOAL, after.loc[family]
+
+
+@pytest.mark.parametrize("family,mix", [
+    pytest.param(f, m, marks=pytest.mark.xfail(strict=True, reason=f"known gap: {f}/{m} p90 above 6 %"))
+    if (f, m) in P90_GAPS else (f, m) for f, m in CELLS])
+def test_calibrated_p90_error_within_goal(tables, family, mix):
+    _, after = tables
+    assert after.loc[(family, mix), "p90"] <= P90_GOAL, after.loc[family]
+
+
+@pytest.mark.parametrize("cell,bound", P90_GAPS.items())
+def test_known_gaps_do_not_grow(tables, cell, bound):
+    _, after = tables
+    assert after.loc[cell, "p90"] <= bound, after.loc[cell[0]]
+
+
+def test_uncalibrated_errors_are_what_the_data_says(tables):
+    before, after = tables
+    # gpt-4 is counted exactly by the cookbook rule our defaults reproduce.
+    assert before.loc[("gpt-4", "all"), "p90"] == 0
+    assert after.loc[("gpt-4", "all"), "p90"] <= 0.01
+    for family in ("gpt-4o", "llama3", "qwen3"):
+        # cl100k over-counts Chinese for every other family by a third or more ...
+        assert before.loc[(family, "zh"), "median"] > 25
+        # ... and calibration removes most of it in every mix.
+        for mix in calibrate.MIXES:
+            assert after.loc[(family, mix), "p90"] < before.loc[(family, mix), "p90"] or \
+                before.loc[(family, mix), "p90"] < 2.5
+
+
+def test_fit_records_what_it_was_fitted_on(fitted):
+    calibration, _ = fitted["qwen3"]
+    assert calibration.fitted_on.startswith("calibration.jsonl: ")
+    assert "conversations" in calibration.fitted_on and "tiktoken" in calibration.fitted_on
+    assert calibration.per_image < 1  # Qwen3 here is text-only: image parts are dropped
+    assert 3 <= calibration.per_message <= 5  # ChatML: <|im_start|>, role, \n, <|im_end|>, \n
+    assert calibration.completion_expected and calibration.completion_expected > 200
+    assert 0.5 < calibration.completion_scale < 1.2
+    assert fitted["gpt-4o"][0].per_image == pytest.approx(85, abs=2)  # OpenAI's low-detail image price
+
+
+def test_fit_keeps_previous_values_for_features_never_seen():
+    sample_rows = [calibrate.Sample(f"s{i}", "en", Features(tokens=10 * i + 5, messages=1 + i % 3), 0, 0, 0, "t")
+                   for i in range(40)]
+    exact = [calibrate.Sample(s.id, s.mix, s.features, 7 + s.features.tokens * 2 + 4 * s.features.messages,
+                              50, 25, s.method) for s in sample_rows]
+    previous = Calibration(per_image=170, webui_overhead=1234)
+    calibration = calibrate.fit(exact, previous=previous)
+    assert calibration.tokens == pytest.approx(2, abs=1e-3)
+    assert calibration.per_message == pytest.approx(4, abs=1e-2)
+    assert calibration.overhead == pytest.approx(7, abs=0.05)
+    assert calibration.per_image == 170 and calibration.webui_overhead == 1234
+    assert calibration.completion_scale == pytest.approx(2.0) and calibration.completion_expected == 50
+    assert all(apply_calibration(s.features, calibration) == s.prompt for s in exact)
+
+
+def test_fit_refuses_too_few_samples():
+    with pytest.raises(ValueError, match="at least"):
+        calibrate.fit([calibrate.Sample("a", "en", Features(tokens=3), 5, 1, 1, "t")])
+
+
+def test_error_table_has_median_and_p90_per_family_and_mix():
+    rows = [calibrate.Sample(f"s{i}", "en" if i % 2 else "zh", Features(tokens=100), 100 + i, 0, 0, "t")
+            for i in range(10)]
+    table = calibrate.error_table(calibrate.errors(rows, Calibration(overhead=0, per_message=0), "x"))
+    assert list(table["mix"]) == ["en", "zh", "all"]
+    en = table.set_index("mix").loc["en"]
+    assert en["rows"] == 5 and en["median"] == pytest.approx(5 / 105 * 100)
+
+
+def test_load_conversations_names_file_and_line(tmp_path):
+    path = tmp_path / "cal.jsonl"
+    good = {"id": "a", "mix": "en", "messages": [{"role": "user", "content": "hi"}], "usage": {}}
+    path.write_text(json.dumps(good) + "\n{not json\n")
+    with pytest.raises(ValueError, match=r"cal\.jsonl, line 2: not valid JSON"):
+        calibrate.load_conversations(path)
+    path.write_text(json.dumps({**good, "messages": []}) + "\n")
+    with pytest.raises(ValueError, match="line 1: conversation a: 'messages'"):
+        calibrate.load_conversations(path)
+    with pytest.raises(ValueError, match="cannot read calibration file"):
+        calibrate.load_conversations(tmp_path / "missing.jsonl")
+
+
+def test_samples_need_usage_for_the_family(split_rows):
+    with pytest.raises(ValueError, match="no conversation has usage for model family 'mistral'"):
+        calibrate.samples(split_rows[1][:5], "mistral")
+    bad = [{**split_rows[1][0], "usage": {"gpt-4": {"prompt_tokens": "many"}}}]
+    with pytest.raises(ValueError, match=r"usage\.gpt-4\.prompt_tokens"):
+        calibrate.samples(bad, "gpt-4")
