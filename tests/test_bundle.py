@@ -73,7 +73,7 @@ def test_a_forbidden_substring_is_refused_with_its_line():
 def test_bundle_embeds_exact_sources_and_skips_the_other_adapter():
     text = bundle.render(bundle.TARGETS[0])
     namespace: dict = {}
-    head, _, _ = text.partition("\nimport importlib.abc as _abc")
+    head, _, _ = text.partition("\n# -- the import hook")
     exec(compile(head, "head", "exec"), namespace)
     sources = namespace["_SOURCES"]
     package = namespace["_PACKAGE"]
@@ -128,3 +128,28 @@ def test_pipeline_file_works_alone_on_real_payloads(tmp_path, bundle_stores):
     assert (out["type"], out["pipelines"], out["priority"]) == ("filter", ["*"], 0)
     assert out["usage_info"] == {"daily_limit": 2000, "total_used": 40, "remaining": 1960, "current_request": 40}
     assert "too large" in out["refusal"] and "10 tokens per day" in out["refusal"]
+
+
+def test_the_import_hook_serves_modules_and_data_files():
+    import importlib
+    import sys
+    from importlib import resources
+
+    from tokenlimit_core import bundle_importer
+
+    package = f"_tokenlimit_probe_{os.getpid()}"
+    sources = {"": "VALUE = 1\n", "sub": "", "sub.leaf": "from .. import VALUE\nDOUBLE = VALUE * 2\n"}
+    bundle_importer._install(package, sources, {"", "sub"}, {"sub": {"script.lua": "return 1"}})
+    bundle_importer._install(package, sources, {"", "sub"}, {})  # once per process
+    try:
+        assert sum(getattr(f, "package", None) == package for f in sys.meta_path) == 1
+        assert importlib.import_module(package + ".sub.leaf").DOUBLE == 2
+        folder = resources.files(package + ".sub")
+        assert (folder / "script.lua").read_text() == "return 1"
+        assert [p.name for p in folder.iterdir()] == ["script.lua"]
+        with pytest.raises(FileNotFoundError):
+            (folder / "missing.lua").read_text()
+    finally:
+        sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, "package", None) != package]
+        for name in [m for m in sys.modules if m.startswith(package)]:
+            del sys.modules[name]

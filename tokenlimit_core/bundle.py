@@ -135,106 +135,16 @@ def _literal(text: str) -> str:
     return repr(text)
 
 
-LOADER = '''
-import importlib.abc as _abc
-import importlib.util as _util
-import linecache as _linecache
-import sys as _sys
 
 
-try:
-    from importlib.resources.abc import Traversable as _Traversable
-except ImportError:  # Python < 3.11
-    from importlib.abc import Traversable as _Traversable
-
-
-class _EmbeddedFile(_Traversable):
-    """One embedded data file (e.g. a Lua script) for importlib.resources."""
-
-    def __init__(self, folder, name, files):
-        self._folder, self._name, self._files = folder, name, files
-
-    @property
-    def name(self):
-        return self._name or self._folder
-
-    def iterdir(self):
-        if self._name:
-            return iter(())
-        return iter(_EmbeddedFile(self._folder, n, self._files) for n in sorted(self._files))
-
-    def is_dir(self):
-        return not self._name
-
-    def is_file(self):
-        return bool(self._name) and self._name in self._files
-
-    def joinpath(self, *parts):
-        name = "/".join(str(p) for p in parts)
-        return _EmbeddedFile(self._folder, name, self._files)
-
-    def __truediv__(self, child):
-        return self.joinpath(child)
-
-    def open(self, mode="r", *args, **kwargs):
-        import io
-
-        if not self.is_file():
-            raise FileNotFoundError(f"{self._folder}/{self._name} is not in this bundle")
-        data = self._files[self._name].encode("utf-8")
-        if "b" in mode:
-            return io.BytesIO(data)
-        return io.TextIOWrapper(io.BytesIO(data), *args, **kwargs)
-
-
-class _EmbeddedReader:
-    def __init__(self, folder, files):
-        self._root = _EmbeddedFile(folder, "", files)
-
-    def files(self):
-        return self._root
-
-
-class _BundleImporter(_abc.MetaPathFinder, _abc.Loader):
-    """Serves the embedded modules as the package {package!r}."""
-
-    def __init__(self, package, sources, packages, resources):
-        self.package, self.sources, self.packages, self.resources = package, sources, packages, resources
-
-    def get_resource_reader(self, fullname):
-        relative = self._relative(fullname)
-        return _EmbeddedReader(relative or "", self.resources.get(relative, {}))
-
-    def _relative(self, fullname):
-        if fullname == self.package:
-            return ""
-        if fullname.startswith(self.package + "."):
-            return fullname[len(self.package) + 1:]
-        return None
-
-    def find_spec(self, fullname, path=None, target=None):
-        relative = self._relative(fullname)
-        if relative is None or relative not in self.sources:
-            return None
-        return _util.spec_from_loader(fullname, self, is_package=relative in self.packages)
-
-    def create_module(self, spec):
-        return None
-
-    def get_source(self, fullname):
-        return self.sources[self._relative(fullname)]
-
-    def exec_module(self, module):
-        relative = self._relative(module.__name__)
-        source = self.sources[relative]
-        filename = "<{package}/" + (relative or "__init__") + ".py>"
-        _linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        exec(compile(source, filename, "exec"), module.__dict__)
-
-
-if not any(getattr(f, "package", None) == _PACKAGE for f in _sys.meta_path):
-    _sys.meta_path.insert(0, _BundleImporter(_PACKAGE, _SOURCES, _PACKAGES, _RESOURCES))
-'''
+def loader_source() -> str:
+    """The import hook's code (bundle_importer.py without its docstring), as it goes into a bundle."""
+    source = (CORE / "bundle_importer.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    first = tree.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        source = "\n".join(source.splitlines()[first.end_lineno:])
+    return "# -- the import hook (tokenlimit_core/bundle_importer.py)\n" + source.strip() + "\n"
 
 
 def _rewrite(source: str, package: str) -> str:
@@ -273,7 +183,9 @@ def render(target: Target) -> str:
             lines.append(f"_RESOURCES[{name!r}] = {{}}")
         for filename, content in files.items():
             lines.append(f"_RESOURCES[{name!r}][{filename!r}] = {_literal(content)}")
-    lines.append(LOADER.replace("{package!r}", repr(package)).replace("{package}", package))
+    lines.append("")
+    lines.append(loader_source())
+    lines.append("_install(_PACKAGE, _SOURCES, _PACKAGES, _RESOURCES)")
     lines.append("import importlib as _importlib")
     lines.append("")
     lines.append(f"{target.class_name} = _importlib.import_module(_PACKAGE + {('.' + target.module)!r})"
