@@ -200,3 +200,35 @@ def test_info_reports_layout_and_sizes(tmp_path):
 def test_bad_url_options_are_named(tmp_path, option):
     with pytest.raises(StoreError, match=option.split("=")[0]):
         TinyDBStore.from_url(f"tinydb://{tmp_path}/s?{option}")
+
+
+def test_damage_while_running_reaches_the_filter_as_unavailable(tmp_path):
+    store = TinyDBStore(str(tmp_path / "s"))
+    engine = Engine(store, seed=Policy(roles={"user": 1000}), failure_mode="block")
+    user, body = UserInfo("bob", role="user"), {"messages": [{"role": "user", "content": "hi"}]}
+    assert engine.check(user, "m", body).allowed
+    with open(store._journal.path, "ab") as handle:
+        handle.write(b"\x00garbage from a broken disk\n")
+    decision = engine.check(user, "m", body)
+    assert not decision.allowed and decision.status == "unavailable"
+    assert store.info()["healthy"] is False and "corrupt" in store.info()["error"]
+    store.close()
+
+
+@pytest.mark.parametrize("sync,fsync_each", [("always", True), ("second", False), ("never", False)])
+def test_sync_modes(tmp_path, sync, fsync_each):
+    store = TinyDBStore.from_url(f"tinydb://{tmp_path}/s?sync={sync}")
+    assert store.info()["sync"] == sync and store._journal.fsync is fsync_each
+    assert (store._flusher is not None) == (sync == "second")
+    store.close()
+    with pytest.raises(StoreError, match="sync='sometimes'"):
+        TinyDBStore(str(tmp_path / "t"), sync="sometimes")
+
+
+def test_url_paths_are_unquoted_and_options_read(tmp_path):
+    store = open_store(f"tinydb://{tmp_path}/with%20space?retention_days=7&journal_mb=1&lock_timeout=2")
+    assert store.path == f"{tmp_path}/with space" and store.retention_days == 7
+    assert store.journal_bytes == 1024 * 1024 and store.lock_timeout == 2
+    store.close()
+    with pytest.raises(StoreError, match="names no directory"):
+        TinyDBStore.from_url("tinydb://")

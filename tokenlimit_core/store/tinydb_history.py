@@ -40,8 +40,8 @@ def month_of_day(day: str) -> str:
 
 
 def month_of_ts(ts: float) -> str:
-    """The UTC month of a timestamp."""
-    return time.strftime("%Y-%m", time.gmtime(ts))
+    """The UTC month of a timestamp (clamped to years 1970..9999, so open-ended ranges work)."""
+    return time.strftime("%Y-%m", time.gmtime(min(max(ts, 0.0), 253402300799.0)))
 
 
 def day_file_name(day: str) -> str:

@@ -211,10 +211,10 @@ class TinyDBStore(TinyDBOperations):
             if old_audit:
                 self.history.put_audit(old_audit, generation)
             write_json(self._state_path, doc, self.mode)
-        except StoreError as exc:
+            st = os.stat(self._state_path)
+        except (StoreError, OSError) as exc:  # the operation itself is recorded; compaction retries next time
             log.error("compaction of %s failed, will retry: %s", self.path, exc)
             return
-        st = os.stat(self._state_path)
         self._load(ops.state_from_doc(doc), generation)
         self._stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         self._start_merge()
