@@ -40,10 +40,14 @@ def test_check_fails_when_a_file_is_stale(tmp_path):
     assert bundle.main(["--check", "--out", str(tmp_path)]) == 1
 
 
-def test_check_runs_as_a_module_command():
-    done = subprocess.run([sys.executable, "-m", "tokenlimit_core.bundle", "--check"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("command", [["tokenlimit_core.bundle"], ["tokenlimit_core", "bundle"]])
+def test_check_runs_as_a_command(command, tmp_path):
+    done = subprocess.run([sys.executable, "-m", *command, "--check"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 0, done.stderr
+    stale = subprocess.run([sys.executable, "-m", *command, "--check", "--out", str(tmp_path)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert stale.returncode == 1 and "stale" in stale.stderr
 
 
 @pytest.mark.parametrize("name", ["tokenlimit_function.py", "tokenlimit_pipeline.py"])
