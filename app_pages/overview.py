@@ -33,14 +33,11 @@ if is_empty(ctx.store):
 
 now = datetime.now(timezone.utc)
 today = data.today(policy, now)
-days = st.radio(t("overview.window"), WINDOWS, index=1, key="ov_days", horizontal=True)
-first, last = data.day_range(today, days)
-usage = data.daily(ctx.store, ctx.url, first, last)
 directory = data.users(ctx.store, ctx.url)
 totals = data.window_totals(ctx.store, ctx.url, policy.to_json(), directory, now.replace(second=0).timestamp())
 day_start = window_bounds(WindowSpec("day", policy.reset_hour, policy.timezone), now)[0]
 events_today = data.ledger(ctx.store, ctx.url, day_start.timestamp(), data.minute_ceiling(now))
-today_rows = usage[usage["day"] == today.isoformat()]
+today_rows = data.daily(ctx.store, ctx.url, today.isoformat(), today.isoformat())
 
 # -- headline numbers
 finite = totals[totals["limit"] >= 0]
@@ -63,11 +60,12 @@ c3.metric(t("overview.requests_today"), f"{len(events_today):,}")
 c3.caption(t("overview.requests_detail", allowed=int(decisions.get("allowed", 0)),
              warned=int(decisions.get("warned", 0)), refused=int(decisions.get("denied", 0)),
              shadow=int(decisions.get("shadow_denied", 0))))
-c4.metric(t("overview.next_reset"), format_time(next_reset, policy.timezone)[5:])
-c4.caption(t("overview.in_hours", hours=f"{(next_reset - now).total_seconds() / 3600:.1f}"))
+reset_text = format_time(next_reset, policy.timezone)  # "2026-12-05 00:00 UTC"
+c4.metric(t("overview.next_reset"), reset_text[11:])
+c4.caption(t("overview.in_hours", day=reset_text[:10], hours=f"{(next_reset - now).total_seconds() / 3600:.1f}"))
 
 # -- who is close to or over a limit
-near = totals[totals["share"] >= policy.warning_threshold].sort_values("share", ascending=False)
+near = totals[(totals["share"] >= policy.warning_threshold) & (totals["limit"] > 0)].sort_values("share", ascending=False)
 st.subheader(t("overview.near_limit", n=len(near), threshold=f"{policy.warning_threshold:.0%}"))
 if near.empty:
     st.caption(t("overview.nobody_near"))
@@ -80,6 +78,8 @@ else:
         "share": st.column_config.ProgressColumn(t("col.share"), format="%.0f%%", min_value=0, max_value=100)})
 
 # -- consumption over time
+days = st.radio(t("overview.window"), WINDOWS, index=1, key="ov_days", horizontal=True)
+usage = data.daily(ctx.store, ctx.url, *data.day_range(today, days))
 st.subheader(t("overview.over_time", n=days))
 if usage.empty:
     st.caption(t("overview.no_usage"))
@@ -89,7 +89,7 @@ st.plotly_chart(charts.usage_over_time(usage), key="ov_chart_time", width="stret
 left, right = st.columns(2)
 names = dict(zip(directory["id"], directory["name"].where(directory["name"] != "", directory["id"])))
 by_user = usage.groupby("user_id", as_index=False)["tokens"].sum()
-by_user["user"] = by_user["user_id"].map(lambda u: names.get(u, u))
+by_user["user"] = by_user["user_id"].map(charts.display_names(by_user["user_id"], names))
 left.markdown(f"**{t('overview.top_users')}**")
 left.plotly_chart(charts.top_bar(by_user, "user"), key="ov_top_users", width="stretch")
 right.markdown(f"**{t('overview.top_models')}**")

@@ -34,7 +34,15 @@ def test_request_sizes_use_actual_tokens_once_settled():
                            {"status": "denied", "actual_prompt": None, "actual_completion": None, "charged": 0,
                             "model": "m"}])
     fig = charts.size_histogram(events)
-    assert sorted(fig.data[0].x.tolist()) == [40, 100]
+    counts = fig.data[0].y.tolist()
+    assert sum(counts) == 2 and len(counts) == 30
+    centers = [x for x, n in zip(fig.data[0].x, counts) if n]
+    assert 30 < centers[0] < 50 and 80 < centers[1] < 120  # 40 and 100 land in their log bins
+
+
+def test_display_names_are_unique():
+    labels = charts.display_names(["a1234567", "b7654321", "c1"], {"a1234567": "Wu Ting", "b7654321": "Wu Ting"})
+    assert labels == {"a1234567": "Wu Ting (a12345)", "b7654321": "Wu Ting (b76543)", "c1": "c1"}
 
 
 def test_top_bar_and_estimate_charts():

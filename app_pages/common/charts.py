@@ -1,6 +1,7 @@
 """Plotly figures for the panel: usage over time, users × days heat map, request sizes, estimate accuracy."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -47,7 +48,8 @@ def utilization_heatmap(frame: pd.DataFrame, limits: dict[str, int], names: dict
     limit = per["user_id"].map(lambda u: limits.get(u, -1))
     per["share"] = (100 * per["tokens"] / limit.where(limit > 0)).round(1)
     grid = per.pivot(index="user_id", columns="day", values="share").reindex(top[::-1])
-    labels = [names.get(u) or u for u in grid.index]
+    unique = display_names(grid.index, names)
+    labels = [unique[u] for u in grid.index]
     fig = go.Figure(go.Heatmap(z=grid.values, x=pd.to_datetime(grid.columns), y=labels, zmin=0, zmax=100,
                                colorscale="YlOrRd", colorbar=dict(title="%", ticksuffix="%"), xgap=1, ygap=1,
                                hovertemplate="%{y}<br>%{x|%Y-%m-%d}: %{z}%<extra></extra>"))
@@ -55,16 +57,38 @@ def utilization_heatmap(frame: pd.DataFrame, limits: dict[str, int], names: dict
 
 
 def size_histogram(events: pd.DataFrame) -> go.Figure:
-    """How large requests are: tokens per request (log scale), by model."""
-    sized = events[events["status"].isin(["settled", "pending"])].copy()
-    actual = sized["actual_prompt"].fillna(0) + sized["actual_completion"].fillna(0)
-    sized["size"] = actual.where(sized["status"] == "settled", sized["charged"])
+    """How large requests are: tokens per request on log-spaced bins, stacked by model."""
+    counted = events[events["status"].isin(["settled", "pending"])]
+    actual = counted["actual_prompt"].fillna(0).astype(float) + counted["actual_completion"].fillna(0).astype(float)
+    sizes = actual.where(counted["status"] == "settled", counted["charged"].astype(float))
+    sized = pd.DataFrame({"size": sizes.to_numpy(), "model": counted["model"].to_numpy()})
     sized = sized[sized["size"] > 0]
-    fig = px.histogram(sized, x="size", color="model", log_x=True, nbins=40, barmode="stack",
-                       color_discrete_sequence=PALETTE,
-                       labels={"size": t("chart.request_tokens"), "model": "", "count": t("chart.requests")})
+    fig = go.Figure()
+    if sized.empty:
+        return _style(fig)
+    low, high = np.floor(np.log10(sized["size"].min())), np.ceil(np.log10(sized["size"].max()))
+    edges = np.logspace(low, max(high, low + 1), 31)
+    centers = np.sqrt(edges[:-1] * edges[1:])
+    order = sized["model"].value_counts().index
+    for i, model in enumerate(order):
+        counts, _ = np.histogram(sized.loc[sized["model"] == model, "size"], bins=edges)
+        fig.add_trace(go.Bar(x=centers, y=counts, width=np.diff(edges), name=model,
+                             marker_color=PALETTE[i % len(PALETTE)],
+                             hovertemplate="~%{x:,.0f}: %{y}<extra>" + str(model) + "</extra>"))
+    fig.update_layout(barmode="stack", bargap=0)
+    fig.update_xaxes(type="log", title_text=t("chart.request_tokens"))
     fig.update_yaxes(title_text=t("chart.requests"))
     return _style(fig).update_layout(hovermode="closest")
+
+
+def display_names(user_ids, names: dict[str, str]) -> dict[str, str]:
+    """A readable, unique label per user id: the name, with a short id where two people share a name."""
+    labels = {uid: names.get(uid) or uid for uid in user_ids}
+    seen: dict[str, int] = {}
+    for label in labels.values():
+        seen[label] = seen.get(label, 0) + 1
+    return {uid: f"{label} ({uid[:6]})" if seen[label] > 1 and label != uid else label
+            for uid, label in labels.items()}
 
 
 def user_daily(frame: pd.DataFrame, limit: int) -> go.Figure:

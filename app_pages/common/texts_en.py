@@ -67,11 +67,11 @@ TEXTS = {
     "overview.capacity": "Used this {window}",
     "overview.capacity_help": "Tokens spent in the current window against the sum of every known user's total "
                               "limit (plus tokens granted).",
-    "overview.capacity_detail": "{used} of {capacity} tokens · {unlimited} users unlimited",
+    "overview.capacity_detail": "{used} of {capacity} tokens · unlimited users: {unlimited}",
     "overview.requests_today": "Requests today",
-    "overview.requests_detail": "✅ {allowed} allowed · ⚠️ {warned} warned · ⛔ {refused} refused · "
-                                "👻 {shadow} would be refused (shadow)",
-    "overview.next_reset": "Next reset", "overview.in_hours": "in {hours} h",
+    "overview.requests_detail": "{allowed} allowed · {warned} warned · {refused} refused · "
+                                "{shadow} would be refused (shadow mode)",
+    "overview.next_reset": "Next reset", "overview.in_hours": "{day} · in {hours} h",
     "overview.near_limit": "Close to or over their limit: {n} users (≥ {threshold})",
     "overview.nobody_near": "Nobody is close to their limit in this window.",
     "overview.over_time": "Tokens per day by model, last {n} days",
