@@ -43,11 +43,30 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def summary(samples: list[float]) -> dict:
-    """Milliseconds: median, p99, mean, max, count."""
+def summary(samples: list[float], cpu: list[float] = ()) -> dict:
+    """Milliseconds: median, p99, mean, max, count; with `cpu`, the same percentiles of CPU time per call.
+
+    Wall time includes waiting for a core on this shared 2-core machine; CPU time (time.thread_time)
+    is the work the call itself did, which other processes' load does not inflate.
+    """
     ms = [s * 1000 for s in samples]
-    return {"p50_ms": statistics.median(ms), "p99_ms": percentile(ms, 0.99), "mean_ms": statistics.fmean(ms),
-            "max_ms": max(ms), "n": len(ms)}
+    out = {"p50_ms": statistics.median(ms), "p99_ms": percentile(ms, 0.99), "mean_ms": statistics.fmean(ms),
+           "max_ms": max(ms), "n": len(ms)}
+    if cpu:
+        cms = [c * 1000 for c in cpu]
+        out.update(cpu_p50_ms=statistics.median(cms), cpu_p99_ms=percentile(cms, 0.99))
+    return out
+
+
+class Clock:
+    """Wall and CPU time of one call."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.thread_time()
+        return self
+
+    def __exit__(self, *_exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.thread_time() - self.cpu
 
 
 def build(folder: pathlib.Path, users: int, days: int, today: date) -> tuple[TinyDBStore, float]:
@@ -72,14 +91,18 @@ def direct_requests(store: TinyDBStore, users: int, requests: int, seed: int) ->
         rid = f"bench-{seed}-{i}"
         event = LedgerEvent(request_id=rid, ts=time.time(), day=today, user_id=user, model=model, est_prompt=900,
                             est_completion=450)
-        t0 = time.perf_counter()
-        store.charge(ChargeRequest(rid, 1350, budgets, event))
-        t1 = time.perf_counter()
-        store.settle(rid, Settlement(rng.randint(500, 1500), rng.randint(50, 900), "openai"), time.time())
-        t2 = time.perf_counter()
-        charges.append(t1 - t0)
-        settles.append(t2 - t1)
-    return {"charge": summary(charges), "settle": summary(settles)}
+        settlement = Settlement(rng.randint(500, 1500), rng.randint(50, 900), "openai")
+        with Clock() as c1:
+            store.charge(ChargeRequest(rid, 1350, budgets, event))
+        with Clock() as c2:
+            store.settle(rid, settlement, time.time())
+        charges.append(c1)
+        settles.append(c2)
+    return {"charge": summarise(charges), "settle": summarise(settles)}
+
+
+def summarise(clocks: list[Clock]) -> dict:
+    return summary([c.wall for c in clocks], [c.cpu for c in clocks])
 
 
 def engine_requests(store: TinyDBStore, users: int, requests: int, seed: int) -> dict:
@@ -94,14 +117,13 @@ def engine_requests(store: TinyDBStore, users: int, requests: int, seed: int) ->
     for i in range(requests):
         user = UserInfo(f"user{rng.randrange(users):04d}", role="user")
         rid = f"eng-{seed}-{i}"
-        t0 = time.perf_counter()
-        engine.check(user, rng.choice(MODELS), body, request_id=rid)
-        t1 = time.perf_counter()
-        engine.settle(rid, reply)
-        t2 = time.perf_counter()
-        checks.append(t1 - t0)
-        settles.append(t2 - t1)
-    return {"engine_check": summary(checks), "engine_settle": summary(settles)}
+        with Clock() as c1:
+            engine.check(user, rng.choice(MODELS), body, request_id=rid)
+        with Clock() as c2:
+            engine.settle(rid, reply)
+        checks.append(c1)
+        settles.append(c2)
+    return {"engine_check": summarise(checks), "engine_settle": summarise(settles)}
 
 
 def housekeeping(store: TinyDBStore, requests: int) -> dict:
@@ -109,11 +131,11 @@ def housekeeping(store: TinyDBStore, requests: int) -> dict:
     timings = store.compact()
     misses = []
     for i in range(min(requests, 2000)):
-        t0 = time.perf_counter()
-        assert store.get_event(f"never-charged-{i}") is None
-        misses.append(time.perf_counter() - t0)
+        with Clock() as c:
+            assert store.get_event(f"never-charged-{i}") is None
+        misses.append(c)
     return {"compaction_pause_ms": timings["snapshot_s"] * 1000, "merge_ms": timings["merge_s"] * 1000,
-            "get_event_miss": summary(misses)}
+            "get_event_miss": summarise(misses)}
 
 
 def baseline(folder: pathlib.Path, users: int, days: int, today: date, responses: int) -> dict:
@@ -174,11 +196,12 @@ def report(r: dict) -> None:
           f"load average at start {cfg['load_average_at_start'][0]:.1f} on {cfg['cpus']} cores; "
           f"bulk load of the year: {r['year']['load_seconds']:.1f} s for {r['year']['rows_loaded']:,} daily rows\n")
     head = f"{'operation':<16}{'day p50':>9}{'day p99':>9}{'year p50':>10}{'year p99':>10}{'year max':>10}"
-    print(head + f"{'year/day p50':>14}{'year/day p99':>14}   (ms)")
+    print(head + f"{'year/day p50':>14}{'year/day p99':>14}{'cpu p99 day':>13}{'cpu p99 year':>14}   (ms)")
     for op in ("charge", "settle", "engine_check", "engine_settle", "get_event_miss"):
         d, y = r["day"][op], r["year"][op]
         print(f"{op:<16}{d['p50_ms']:>9.3f}{d['p99_ms']:>9.3f}{y['p50_ms']:>10.3f}{y['p99_ms']:>10.3f}"
-              f"{y['max_ms']:>10.1f}{y['p50_ms'] / d['p50_ms']:>14.2f}{y['p99_ms'] / d['p99_ms']:>14.2f}")
+              f"{y['max_ms']:>10.1f}{y['p50_ms'] / d['p50_ms']:>14.2f}{y['p99_ms'] / d['p99_ms']:>14.2f}"
+              f"{d['cpu_p99_ms']:>13.3f}{y['cpu_p99_ms']:>14.3f}")
     for label in ("day", "year"):
         x = r[label]
         print(f"compaction ({label}): lock held {x['compaction_pause_ms']:.1f} ms to snapshot the hot state; "
@@ -189,9 +212,13 @@ def report(r: dict) -> None:
         print(f"{'original ' + label:<16}{'':>9}{'':>9}{base['p50_ms']:>10.1f}{'':>10}"
               f"   baseline/ours settle p50: {base['p50_ms'] / ours['p50_ms']:,.0f}×"
               f"  (file {r[f'baseline_{label}']['file_bytes'] / 1e6:.1f} MB)")
-    goals = all(r["year"][op]["p50_ms"] <= 1 and r["year"][op]["p99_ms"] <= 5 for op in ("charge", "settle"))
-    ratio = max(r["year"][op]["p50_ms"] / r["day"][op]["p50_ms"] for op in ("charge", "settle"))
-    print(f"\ngoals (store charge/settle p50 ≤ 1 ms, p99 ≤ 5 ms with a year): {'met' if goals else 'NOT met'}; "
+    ops = ("charge", "settle", "engine_check", "engine_settle")
+    wall = all(r["year"][op]["p50_ms"] <= 1 and r["year"][op]["p99_ms"] <= 5 for op in ops)
+    cpu = all(r["year"][op]["cpu_p50_ms"] <= 1 and r["year"][op]["cpu_p99_ms"] <= 5 for op in ops)
+    ratio = max(r["year"][op]["p50_ms"] / r["day"][op]["p50_ms"] for op in ops)
+    print(f"\ngoal p50 ≤ 1 ms and p99 ≤ 5 ms with a year of history — wall time: {'met' if wall else 'NOT met'}, "
+          f"CPU time: {'met' if cpu else 'NOT met'} (load average {cfg['load_average_at_start'][0]:.1f} on "
+          f"{cfg['cpus']} cores: wall p99 includes waiting for a core); "
           f"worst year/day p50 ratio {ratio:.2f} (goal ≤ 1.5)")
 
 
