@@ -7,9 +7,13 @@ process, and from 4 processes at once (standing in for 4 Open WebUI nodes; note 
 machine may have fewer cores than that). The TinyDB store runs in the same run when its
 module exists. Goal (DESIGN.md): ≥ 2,000 pairs per second from one process on Redis.
 
-    python bench/bench_redis.py            # 4,000 pairs per case
-    python bench/bench_redis.py --quick    # 500 pairs per case: a smoke run
+    python bench/bench_redis.py            # 4,000 pairs per case, and history queries on 1,000 users × 365 days
+    python bench/bench_redis.py --quick    # 500 pairs per case, history of 100 users × 30 days: a smoke run
 Prints a table and writes bench/results/redis.json.
+
+History: the year of daily rollups (1,000 users × 3 models) and one ledger event per user and
+day are bulk-loaded into Redis (`put_history`), then the panel's queries are timed: every
+user's daily usage over the year, over the last week, one user's year, one day of ledger.
 """
 from __future__ import annotations
 
@@ -31,6 +35,9 @@ from datetime import datetime, timezone
 
 ROOT = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
+sys.path.insert(0, str(ROOT))
+
+from store_history import daily_rows, days_before, ledger_events  # noqa: E402
 
 from tokenlimit_core import Engine, Policy, UserInfo  # noqa: E402
 from tokenlimit_core.store import (BudgetCharge, ChargeRequest, CounterKey, LedgerEvent, Settlement,  # noqa: E402
@@ -48,10 +55,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def direct_pairs(url: str, pairs: int, tag: str) -> list[float]:
-    """Seconds per charge+settle pair, calling the store directly."""
+def direct_pairs(url: str, pairs: int, tag: str, ready=lambda: None) -> tuple[list[float], float, float]:
+    """Seconds per charge+settle pair calling the store directly, and when the timed loop started and ended."""
     store, rng, day = open_store(url), random.Random(tag), datetime.now(timezone.utc).date().isoformat()
     end, out = time.time() + 86400, []
+    store.policy_revision()  # connect before timing
+    ready()
+    started = time.perf_counter()
     for i in range(pairs):
         user, model = f"user{rng.randrange(USERS):03d}", rng.choice(MODELS)
         budgets = (BudgetCharge(CounterKey(f"user:{user}:total", day), 10**12, end),
@@ -64,17 +74,19 @@ def direct_pairs(url: str, pairs: int, tag: str) -> list[float]:
         store.charge(ChargeRequest(rid, 1350, budgets, event))
         store.settle(rid, Settlement(rng.randint(500, 1500), rng.randint(50, 900), "openai"), time.time())
         out.append(time.perf_counter() - t0)
+    finished = time.perf_counter()
     store.close()
-    return out
+    return out, started, finished
 
 
-def engine_pairs(url: str, pairs: int, tag: str) -> list[float]:
-    """Seconds per Engine.check+Engine.settle pair (users and message cache warmed first)."""
+def engine_pairs(url: str, pairs: int, tag: str, ready=lambda: None) -> tuple[list[float], float, float]:
+    """Seconds per Engine.check+Engine.settle pair (users and message cache warmed first), and the loop's times."""
     store, rng = open_store(url), random.Random(tag)
     engine = Engine(store, seed=Policy(roles={"user": 10**12}, model_limits={"gpt-4o": 10**12}))
     for u in range(USERS):
         engine.check(UserInfo(f"user{u:03d}", role="user"), "gpt-4o", BODY, request_id=f"{tag}-warm-{u}")
-    out = []
+    ready()
+    out, started = [], time.perf_counter()
     for i in range(pairs):
         rid = f"{tag}-{i}"
         t0 = time.perf_counter()
@@ -82,34 +94,30 @@ def engine_pairs(url: str, pairs: int, tag: str) -> list[float]:
                      request_id=rid)
         engine.settle(rid, REPLY)
         out.append(time.perf_counter() - t0)
+    finished = time.perf_counter()
     store.close()
-    return out
+    return out, started, finished
 
 
 KINDS = {"direct": direct_pairs, "engine": engine_pairs}
 
 
-def _node(kind: str, url: str, pairs: int, tag: str, go, out) -> None:
-    go.wait()
-    started = time.perf_counter()
-    samples = KINDS[kind](url, pairs, tag)
-    out.put((samples, started, time.perf_counter()))
+def _node(kind: str, url: str, pairs: int, tag: str, barrier, out) -> None:
+    out.put(KINDS[kind](url, pairs, tag, ready=barrier.wait))  # all nodes start timing together
 
 
 def run_case(kind: str, url: str, pairs: int, processes: int, tag: str) -> dict:
     """One case: latency per pair and pairs per second over the whole wall time."""
     if processes == 1:
-        started = time.perf_counter()
-        samples = KINDS[kind](url, pairs, tag)
-        wall = time.perf_counter() - started
-    else:
+        samples, started, finished = KINDS[kind](url, pairs, tag)
+        wall = finished - started
+    else:  # perf_counter is the system-wide monotonic clock, comparable across processes
         ctx = multiprocessing.get_context("spawn")
-        go, out = ctx.Event(), ctx.Queue()
-        procs = [ctx.Process(target=_node, args=(kind, url, pairs // processes, f"{tag}-p{n}", go, out))
+        barrier, out = ctx.Barrier(processes), ctx.Queue()
+        procs = [ctx.Process(target=_node, args=(kind, url, pairs // processes, f"{tag}-p{n}", barrier, out))
                  for n in range(processes)]
         for p in procs:
             p.start()
-        go.set()
         parts = [out.get(timeout=600) for _ in procs]
         for p in procs:
             p.join()
@@ -119,6 +127,36 @@ def run_case(kind: str, url: str, pairs: int, processes: int, tag: str) -> dict:
     return {"kind": kind, "processes": processes, "pairs": len(samples), "wall_s": wall,
             "pairs_per_s": len(samples) / wall, "p50_ms": statistics.median(ms), "p99_ms": percentile(ms, 0.99),
             "mean_ms": statistics.fmean(ms)}
+
+
+def history_queries(url: str, users: int, days: int, repeat: int) -> dict:
+    """Bulk-load `days` of history for `users`, then time the panel's queries (median of `repeat`)."""
+    store, today = open_store(url), datetime.now(timezone.utc).date()
+    day_list = days_before(today, days)
+    started = time.perf_counter()
+    store.put_history(daily_rows(users, day_list), ledger_events(users, day_list))
+    out: dict = {"users": users, "days": days, "daily_rows": users * days * len(MODELS), "events": users * days,
+                 "load_s": time.perf_counter() - started}
+    last_day = day_list[-1]
+    day_start = datetime.fromisoformat(last_day).replace(tzinfo=timezone.utc).timestamp()
+    queries = {
+        "daily_usage, everyone, whole period": lambda: store.daily_usage(day_list[0], last_day),
+        "daily_usage, everyone, last 7 days": lambda: store.daily_usage(day_list[-7], last_day),
+        "daily_usage, one user, whole period": lambda: store.daily_usage(day_list[0], last_day, "user0007"),
+        "ledger, everyone, one day": lambda: store.ledger(day_start, day_start + 86400),
+        "ledger, one user, whole period": lambda: store.ledger(0, day_start + 86400, "user0007"),
+    }
+    out["queries"] = {}
+    for name, query in queries.items():
+        times, rows = [], 0
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            rows = len(query())
+            times.append(time.perf_counter() - t0)
+        out["queries"][name] = {"median_ms": statistics.median(times) * 1000, "max_ms": max(times) * 1000,
+                                "rows": rows}
+    store.close()
+    return out
 
 
 def start_redis() -> tuple[subprocess.Popen, str]:
@@ -146,6 +184,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="500 pairs per case: a smoke run")
     parser.add_argument("--pairs", type=int, help="pairs per case (default 4,000)")
     parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--history", default=None, metavar="USERSxDAYS",
+                        help="history size for the query timings (default 1000x365, quick 100x30; 0 = skip)")
     parser.add_argument("--url", help="an existing Redis (a fresh key prefix is used; nothing else is touched)")
     parser.add_argument("--out", default=str(ROOT / "results" / "redis.json"))
     args = parser.parse_args(argv)
@@ -168,6 +208,12 @@ def main(argv=None) -> int:
                     print(f"{name}: {kind} pairs from {processes} process(es)...", flush=True)
                     case = run_case(kind, url, pairs, processes, f"{name}-{kind}-{processes}")
                     results["cases"].append({"store": name, **case})
+        history = args.history or ("100x30" if args.quick else "1000x365")
+        if history != "0":
+            h_users, h_days = (int(x) for x in history.lower().split("x"))
+            print(f"redis: loading {h_users} users × {h_days} days of history, then timing queries...", flush=True)
+            results["history"] = history_queries(base + ("&" if "?" in base else "?") + f"prefix={prefix}h:",
+                                                 h_users, h_days, repeat=3 if not args.quick else 2)
         if proc is not None:
             results["config"]["redis_version"] = open_store(stores["redis"]).info().get("redis_version")
     finally:
@@ -210,6 +256,13 @@ def report(r: dict) -> None:
             line += (f"; redis / tinydb = {one['pairs_per_s'] / tiny[0]['pairs_per_s']:.2f}× (1 process), "
                      f"{many['pairs_per_s'] / tiny[1]['pairs_per_s']:.2f}× ({n} processes)")
         print(line)
+    if "history" in r:
+        h = r["history"]
+        print(f"\nhistory on redis: {h['users']:,} users × {h['days']} days ({h['daily_rows']:,} daily rows, "
+              f"{h['events']:,} ledger events) loaded in {h['load_s']:.1f} s")
+        print(f"{'query':<40}{'rows':>10}{'median ms':>12}{'max ms':>10}")
+        for name, q in h["queries"].items():
+            print(f"{name:<40}{q['rows']:>10,}{q['median_ms']:>12.1f}{q['max_ms']:>10.1f}")
     best = by[("redis", "engine", 1)]["pairs_per_s"]
     print(f"\ngoal (≥ {GOAL:,} check+settle pairs/s from one process, through the engine): "
           f"{'met' if best >= GOAL else 'NOT met'} ({best:,.0f}/s)")

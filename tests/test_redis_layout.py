@@ -38,6 +38,11 @@ def test_charge_owned_fields_can_be_skipped_and_internal_fields_are_ignored():
     assert event_from_hash(raw).est_method == "tiktoken" and event_from_hash(raw).request_id == "r/1:ü"
 
 
+def test_integers_written_as_floats_still_read():
+    assert event_from_hash({b"request_id": b"r", b"ts": b"1", b"day": b"d", b"user_id": b"u",
+                            b"charged": b"12.0"}).charged == 12
+
+
 def test_empty_hash_is_no_event():
     assert event_from_hash({}) is None and event_from_flat([]) is None
 
@@ -49,9 +54,10 @@ def test_numbers_keep_every_bit():
 
 def test_rollup_value_round_trip():
     row = DailyUsage("2026-12-05", "u", "m", 10, 6, 4, 3, 1, 0.30000000000000004)
-    assert unpack_usage(row.day, row.user_id, row.model, pack_usage(row)) == row
-    # the scripts write integers with %d and costs with %.15g
-    assert unpack_usage("d", "u", "m", "1 2 3 4 5 1.25e-05").cost == 1.25e-05
+    assert DailyUsage(*unpack_usage(row.day, row.user_id, row.model, pack_usage(row))) == row
+    # the scripts write integers with %d and costs with %.15g; replies come as bytes
+    assert DailyUsage(*unpack_usage("d", "u", "m", b"1 2 3 4 5 1.25e-05")).cost == 1.25e-05
+    assert unpack_usage("d", "u", "m", "1 2 3.0 4 5 0")[5] == 3
 
 
 def test_key_names_keep_prefix_and_separate_user_from_model():

@@ -99,15 +99,22 @@ def event_pairs(event: LedgerEvent, skip: tuple[str, ...] = ()) -> list[str]:
     return out
 
 
-def _decode(kind: type, text: str) -> Any:
-    if kind is int:
-        try:
-            return int(text)
-        except ValueError:
-            return int(float(text))
-    if kind is float:
-        return float(text)
-    return text
+def _whole(value) -> int:
+    """An integer from Redis text; tolerates '3.0' written by other tools."""
+    try:
+        return int(value)
+    except ValueError:
+        return int(float(value))
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+_CONVERT = {int: _whole, float: float}
+# field name (bytes and str) -> (name, converter); int() and float() read bytes directly
+_DECODERS = {key: (name, _CONVERT.get(kind, _text)) for name, kind in EVENT_TYPES.items()
+             for key in (name, name.encode())}
 
 
 def event_from_hash(raw: dict) -> Optional[LedgerEvent]:
@@ -116,11 +123,10 @@ def event_from_hash(raw: dict) -> Optional[LedgerEvent]:
         return None
     data = {}
     for key, value in raw.items():
-        name = key.decode() if isinstance(key, bytes) else key
-        if name in EVENT_TYPES:
-            text = value.decode() if isinstance(value, bytes) else value
-            data[name] = _decode(EVENT_TYPES[name], text)
-    return LedgerEvent.from_dict(data)
+        decoder = _DECODERS.get(key)
+        if decoder is not None:
+            data[decoder[0]] = decoder[1](value)
+    return LedgerEvent(**data)
 
 
 def event_from_flat(items: list) -> Optional[LedgerEvent]:
@@ -133,11 +139,10 @@ def pack_usage(row: DailyUsage) -> str:
     return f"{row.tokens} {row.prompt_tokens} {row.completion_tokens} {row.requests} {row.denied} {row.cost!r}"
 
 
-def unpack_usage(day: str, user_id: str, model: str, text: str) -> DailyUsage:
-    """A rollup value back as DailyUsage."""
-    t, p, c, r, d, cost = text.split(" ")
-    return DailyUsage(day, user_id, model, int(float(t)), int(float(p)), int(float(c)), int(float(r)),
-                      int(float(d)), float(cost))
+def unpack_usage(day: str, user_id: str, model: str, value) -> tuple:
+    """A rollup value (str or bytes) as the fields of a DailyUsage, in order."""
+    t, p, c, r, d, cost = value.split()
+    return (day, user_id, model, _whole(t), _whole(p), _whole(c), _whole(r), _whole(d), float(cost))
 
 
 def text(value) -> str:

@@ -185,28 +185,27 @@ class RedisStore:
         """Daily rollups of the days from first_day to last_day, of everyone or one user."""
         if first_day > last_day:
             return []
+        rows = []
         if user_id is not None:
             raw = self._call("read daily usage", self._client.hgetall, self.keys.user_rollup(user_id))
-            rows = []
             for field, value in raw.items():
                 day, model = text(field).split(SEP, 1)
                 if first_day <= day <= last_day:
-                    rows.append(unpack_usage(day, user_id, model, text(value)))
-            return sorted(rows, key=lambda r: (r.day, r.user_id, r.model))
+                    rows.append(unpack_usage(day, user_id, model, value))
+        else:
+            def read():
+                days = [text(d) for d in self._client.zrangebylex(self.keys.days, f"[{first_day}", f"[{last_day}")]
+                pipe = self._client.pipeline(transaction=False)
+                for day in days:
+                    pipe.hgetall(self.keys.day_rollup(day))
+                return list(zip(days, pipe.execute()))
 
-        def read():
-            days = [text(d) for d in self._client.zrangebylex(self.keys.days, f"[{first_day}", f"[{last_day}")]
-            pipe = self._client.pipeline(transaction=False)
-            for day in days:
-                pipe.hgetall(self.keys.day_rollup(day))
-            return list(zip(days, pipe.execute()))
-
-        rows = []
-        for day, raw in self._call("read daily usage", read):
-            for field, value in raw.items():
-                uid, model = text(field).split(SEP, 1)
-                rows.append(unpack_usage(day, uid, model, text(value)))
-        return sorted(rows, key=lambda r: (r.day, r.user_id, r.model))
+            for day, raw in self._call("read daily usage", read):
+                for field, value in raw.items():
+                    uid, model = field.decode().split(SEP, 1)
+                    rows.append(unpack_usage(day, uid, model, value))
+        rows.sort()  # (day, user, model) first, as the memory store orders them
+        return [DailyUsage(*row) for row in rows]
 
     # -- bulk
     def put_history(self, daily: Iterable[DailyUsage] = (), events: Iterable[LedgerEvent] = ()) -> None:
