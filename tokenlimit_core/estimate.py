@@ -87,17 +87,29 @@ def token_kinds(ids: list[int], classes: bytes) -> tuple[int, int]:
     return kinds.count(1), kinds.count(2)
 
 
+_NOT_HAN_LEAD = bytes(b for b in range(256) if not 0xE4 <= b <= 0xE9)
+
+
 def token_classes(encoding: Any) -> bytes:
     """Per token id: 1 if its bytes carry a CJK ideograph (lead bytes E4–E9), 2 other non-ASCII, else 0."""
     table = bytearray(encoding.n_vocab)
-    for token in range(encoding.n_vocab):
+    chunk = 4096
+    for start in range(0, encoding.n_vocab, chunk):
+        ids = range(start, min(start + chunk, encoding.n_vocab))
         try:
-            piece = encoding.decode_single_token_bytes(token)
-        except KeyError:  # gaps in the id space
-            continue
-        if piece and max(piece) >= 0x80:
-            table[token] = 1 if any(0xE4 <= b <= 0xE9 for b in piece) else 2
+            pieces = encoding.decode_tokens_bytes(ids)
+        except KeyError:  # a gap in the id space: go one by one in this chunk
+            pieces = [_token_bytes(encoding, token) for token in ids]
+        table[ids.start:ids.stop] = bytes(0 if piece.isascii() else 1 if piece.translate(None, _NOT_HAN_LEAD)
+                                          else 2 for piece in pieces)
     return bytes(table)
+
+
+def _token_bytes(encoding: Any, token: int) -> bytes:
+    try:
+        return encoding.decode_single_token_bytes(token)
+    except KeyError:
+        return b""
 
 
 @dataclass(frozen=True)
