@@ -10,6 +10,9 @@ from app_pages.common.i18n import t
 from app_pages.common.layout import context, flash, read_only_note
 from app_pages.common.policy_tables import policy_diff
 from app_pages.common.store_access import save_policy
+from tokenlimit_core import Calibration
+from tokenlimit_core.calibrate import fit_from_ledger
+from tokenlimit_core.estimate import calibration_for
 
 SCATTER_POINTS = 3000  # more points only slow the browser; the summary uses every request
 
@@ -19,9 +22,9 @@ st.title(t("est.title"))
 st.caption(t("est.intro"))
 now = datetime.now(timezone.utc)
 days = st.radio(t("overview.window"), [1, 7, 30], index=1, key="est_days", horizontal=True)
-events = data.ledger(ctx.store, ctx.url, (now - timedelta(days=days)).replace(minute=0, second=0,
-                                                                               microsecond=0).timestamp(),
-                     data.minute_ceiling(now))
+start, end = (now - timedelta(days=days)).replace(minute=0, second=0, microsecond=0).timestamp(), \
+    data.minute_ceiling(now)
+events = data.ledger(ctx.store, ctx.url, start, end)
 measured = events[(events["status"] == "settled") & events["actual_source"].notna()
                   & (events["actual_source"] != "estimate") & (events["actual_prompt"].fillna(0) > 0)].copy()
 
@@ -61,14 +64,42 @@ if errors:
     for e in errors:
         st.markdown("- " + t("err.cell", table=t("est.factors"), row=e.row, column=e.column,
                              problem=t(f"err.{e.code}", value=e.value)))
-    st.stop()
-candidate = policy.model_copy(update={"calibration": calibration})
+candidate = policy.model_copy(update={"calibration": calibration if calibration is not None else policy.calibration})
 diff = policy_diff(policy, candidate)
-if diff:
+if diff and not errors:
     st.dataframe(pd.DataFrame([(p, "" if b is None else str(b), "" if a is None else str(a)) for p, b, a in diff],
                               columns=[t("diff.setting"), t("diff.before"), t("diff.after")]),
                  hide_index=True, width="stretch", key="est_diff")
     if st.button(t("est.apply"), key="est_apply", type="primary", disabled=not ctx.access.can_write):
         revision = save_policy(ctx.store, candidate, ctx.access.actor, "calibration_applied",
                                {"models": sorted(calibration)})
+        flash(t("est.applied", revision=revision))
+
+# -- fit new factors from the period's ledger: proposed, previewed, applied only on request
+st.subheader(t("est.fit"))
+st.caption(t("est.fit_help"))
+if st.button(t("est.fit_button"), key="est_fit", disabled=measured.empty):
+    raw = ctx.store.ledger(start, end)
+    proposals = {}
+    for model in sorted(measured["model"].unique()):
+        fitted = fit_from_ledger(raw, calibration_for(policy, model), model=model)
+        choice = fitted.get("webui") or fitted.get("api")
+        if choice is not None:
+            proposals[model] = choice.model_dump()
+    st.session_state["est_proposals"] = proposals
+    if not proposals:
+        st.info(t("est.fit_none"), icon="ℹ️")
+proposals = st.session_state.get("est_proposals") or {}
+if proposals:
+    fitted_policy = policy.model_copy(update={"calibration": {
+        **policy.calibration, **{m: Calibration.model_validate(c) for m, c in proposals.items()}}})
+    st.markdown(f"**{t('est.fitted')}**")
+    st.dataframe(pd.DataFrame([(p, "" if b is None else str(b), "" if a is None else str(a))
+                               for p, b, a in policy_diff(policy, fitted_policy)],
+                              columns=[t("diff.setting"), t("diff.before"), t("diff.after")]),
+                 hide_index=True, width="stretch", key="est_fit_diff")
+    if st.button(t("est.apply_fitted"), key="est_apply_fitted", type="primary", disabled=not ctx.access.can_write):
+        revision = save_policy(ctx.store, fitted_policy, ctx.access.actor, "calibration_fitted",
+                               {"models": sorted(proposals), "days": days})
+        st.session_state.pop("est_proposals", None)
         flash(t("est.applied", revision=revision))

@@ -36,7 +36,10 @@ now = datetime.now(timezone.utc)
 c1, c2, c3, c4 = st.columns(4)
 c1.metric(t("col.role"), row["role"])
 c2.metric(t("col.groups"), row["groups"] or "–")
-c3.metric(t("col.last_seen"), row["last_seen"].strftime("%Y-%m-%d %H:%M") if row["last_seen"].value else "–")
+seen = row["last_seen"]
+c3.metric(t("col.last_seen"), seen.strftime("%Y-%m-%d") if seen.value else "–")
+if seen.value:
+    c3.caption(seen.strftime("%H:%M UTC"))
 tier_names = policy.users[user_id].tiers if user_id in policy.users else []
 c4.metric(t("col.tiers"), ", ".join(tier_names) or "–")
 

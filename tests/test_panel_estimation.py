@@ -45,3 +45,18 @@ def test_no_ledger_says_so(monkeypatch):
     at = open_page(app(monkeypatch, new_store_url()), "estimation")
     assert "No settled requests with reported usage" in all_text(at)
     assert isinstance(at.data_editor[0].value, pd.DataFrame)
+
+
+def test_fit_from_the_ledger_then_apply(monkeypatch):
+    url = new_store_url()
+    store = demo_store(url, users=20, days=3)
+    at = open_page(app(monkeypatch, url, signed_in="ann"), "estimation")
+    at.button(key="est_fit").click().run()
+    assert not at.exception
+    proposals = at.session_state["est_proposals"]
+    assert proposals, "the demo's settled traffic is enough to fit at least one model"
+    assert Policy.from_json(store.load_policy().policy_json).calibration == {}  # nothing applied yet
+    at.button(key="est_apply_fitted").click().run()
+    policy = Policy.from_json(store.load_policy().policy_json)
+    assert set(policy.calibration) == set(proposals)
+    assert any(e.action == "calibration_fitted" and e.actor == "ann" for e in store.audit_log(5))

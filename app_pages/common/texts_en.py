@@ -177,8 +177,11 @@ TEXTS = {
     "est.factors_help": "Applied to every estimate for a model (see the design notes). Edit and apply to change "
                         "them; they never change by themselves.",
     "est.no_factors": "No calibration yet: the built-in counting rule applies to every model.",
-    "est.fit": "Fit new factors from this period's ledger", "est.fitted": "Proposed factors (not applied yet)",
-    "est.fit_unavailable": "Fitting from the ledger needs tokenlimit_core.calibrate, which is not installed.",
+    "est.fit": "Fit new factors from this period's ledger",
+    "est.fit_help": "Fits, per model, actual ≈ a + b × estimate on settled requests (API and web UI apart; at "
+                    "least 20 each). Nothing changes until you apply it.",
+    "est.fit_button": "Fit", "est.fit_none": "Not enough settled requests with reported usage to fit any model.",
+    "est.apply_fitted": "Apply the fitted factors", "est.fitted": "Proposed factors (not applied yet)",
     "est.apply": "Apply these factors", "est.applied": "Calibration saved as revision {revision}.",
     "est.sample": "Showing {n} of {total} requests.",
     # export

@@ -158,8 +158,10 @@ TEXTS = {
     "est.factors": "生效的校准系数",
     "est.factors_help": "应用于该模型的每次估算（见设计说明）。编辑并应用后才会改变；它们不会自行变化。",
     "est.no_factors": "尚未校准：所有模型使用内置计数规则。",
-    "est.fit": "用此时间范围的账本拟合新系数", "est.fitted": "建议的系数（尚未应用）",
-    "est.fit_unavailable": "从账本拟合需要 tokenlimit_core.calibrate，但它未安装。",
+    "est.fit": "用此时间范围的账本拟合新系数",
+    "est.fit_help": "按模型对已结算请求拟合 实际 ≈ a + b × 估算（API 与网页界面分开；各至少 20 个）。应用之前不会有任何改变。",
+    "est.fit_button": "拟合", "est.fit_none": "报告了用量的已结算请求不足，无法为任何模型拟合。",
+    "est.apply_fitted": "应用拟合的系数", "est.fitted": "建议的系数（尚未应用）",
     "est.apply": "应用这些系数", "est.applied": "校准已保存为第 {revision} 版。",
     "est.sample": "显示 {total} 个请求中的 {n} 个。",
     # 导出
