@@ -184,6 +184,27 @@ def test_password_never_shows_in_url_info_errors_or_logs(private_redis, caplog):
     assert caplog.records and PASSWORD not in caplog.text
 
 
+ACL_RULES = ["~tokenlimit:*", "+@read", "+@write", "+@scripting", "+@connection", "-@dangerous", "+info|server"]
+
+
+def test_a_redis_user_limited_to_the_store_prefix_is_enough(private_redis):
+    server = private_redis(password=PASSWORD).start()
+    admin = redis.Redis(port=server.port, password=PASSWORD)
+    admin.execute_command("ACL", "SETUSER", "tokenlimit", "on", ">" + PASSWORD, *ACL_RULES)
+    url = f"redis://tokenlimit:{PASSWORD}@127.0.0.1:{server.port}/0"
+    store = open_store(url)
+    assert store.url.startswith("redis://tokenlimit:***@")
+    engine = Engine(store, seed=Policy(roles={"user": 1000}))
+    assert engine.check(UserInfo("alice"), "m", BODY, request_id="r1").allowed
+    assert engine.settle("r1", USAGE).status == "settled"
+    assert store.refund("r1", "admin").status == "refunded"
+    assert store.info()["healthy"] and store.daily_usage("2000-01-01", "2100-01-01")
+    with pytest.raises(StoreError) as err:  # keys outside the allowed prefix are refused, with a clear hint
+        open_store(url + "?prefix=other:").policy_revision()
+    assert "ACL" in str(err.value) and PASSWORD not in str(err.value)
+    admin.close()
+
+
 def test_rediss_with_password_over_tls(private_redis, tmp_path):
     openssl = shutil.which("openssl") or missing_service("openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"

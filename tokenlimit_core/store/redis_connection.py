@@ -103,8 +103,9 @@ class ErrorMapper:
         try:
             yield
         except (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
-            raise StoreError(f"Redis store {self.shown} refused the credentials ({self.scrub(str(exc))}) "
-                             f"while trying to {what}: check the user and password in TOKEN_LIMIT_STORE_URL") from None
+            raise StoreError(f"Redis store {self.shown} refused access ({self.scrub(str(exc))}) while trying to "
+                             f"{what}: check the user and password in TOKEN_LIMIT_STORE_URL, and that the Redis "
+                             f"user's ACL allows the store's key prefix") from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                 redis.exceptions.ReadOnlyError, OSError) as exc:
             raise StoreUnavailable(f"Redis store {self.shown} is unreachable while trying to {what}: "
