@@ -153,3 +153,70 @@ def test_samples_need_usage_for_the_family(split_rows):
     bad = [{**split_rows[1][0], "usage": {"gpt-4": {"prompt_tokens": "many"}}}]
     with pytest.raises(ValueError, match=r"usage\.gpt-4\.prompt_tokens"):
         calibrate.samples(bad, "gpt-4")
+
+
+# -- the features calibration relies on (tokenlimit_core.estimate), against slow references
+
+ALPHABET = "abc XYZ 019 .,;\n\t你好世界的。，！（）こんにちはカタカナ안녕하세요привет éüñßçØ²³ĀŁ€™😀\u3400\ud7a3"
+
+
+def _reference(text: str) -> dict:
+    import re
+
+    def count(pattern: str) -> int:
+        return len(re.findall(pattern, text))
+
+    return {"han_core": count(r"[\u4000-\u9fff]"), "cjk_punct": count(r"[\u3000-\u303f\uff00-\uff7f]"),
+            "kana": count(r"[\u3040-\u30ff]"), "hangul": count(r"[\ua000-\udfff]"),
+            "cyrillic": count(r"[\u0400-\u04ff]"), "latin_ext": count(r"[\u00c0-\u027f]"),
+            "non_ascii": count(r"[^\x00-\x7f]"), "digits": count(r"[0-9]"), "space_han": count(r" [\u4000-\u9fff]")}
+
+
+def test_script_counts_match_character_classes():
+    from hypothesis import given, settings, strategies as st
+
+    from tokenlimit_core.estimate import script_counts
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(alphabet=ALPHABET, max_size=80))
+    def check(text):
+        han, kana_hangul, cyrillic, cjk_punct, hangul, latin_ext, non_ascii, digits, space_han = script_counts(text)
+        ref = _reference(text)
+        fullwidth_rest = len([c for c in text if "\uff80" <= c <= "\uffff"])
+        assert han == ref["han_core"] + ref["cjk_punct"] + fullwidth_rest
+        assert (cjk_punct, hangul, cyrillic, latin_ext, non_ascii, digits, space_han) == (
+            ref["cjk_punct"], ref["hangul"], ref["cyrillic"], ref["latin_ext"], ref["non_ascii"], ref["digits"],
+            ref["space_han"])
+        assert kana_hangul == ref["kana"] + ref["hangul"]
+
+    check()
+
+
+def test_token_kinds_match_decoded_tokens():
+    from hypothesis import given, settings, strategies as st
+
+    from tokenlimit_core.estimate import Tokenizer, token_kinds
+
+    tokenizer = Tokenizer("cl100k_base")
+    encoding = tokenizer._encoding()[0]
+    if encoding is None:
+        pytest.skip("no tiktoken encoding")
+    classes = tokenizer.token_classes()
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.text(alphabet=ALPHABET, max_size=60))
+    def check(text):
+        ids = encoding.encode_ordinary(text)
+        pieces = [encoding.decode_single_token_bytes(i) for i in ids]
+        han = sum(any(0xE4 <= b <= 0xE9 for b in p) for p in pieces)
+        other = sum(max(p) >= 0x80 for p in pieces if p) - han
+        assert token_kinds(ids, classes) == (han, other)
+
+    check()
+
+
+def test_features_of_odd_text_never_fail():
+    estimator = Estimator()
+    for text in ("\ud800 lone surrogate 你", "", "x" * 300_000, "中" * 10, "1"):
+        features, _ = estimator.features({"messages": [{"role": "user", "content": text}]}, "qwen3")
+        assert features.messages == 1 and features.tokens >= 0
