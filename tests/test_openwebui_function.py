@@ -302,7 +302,8 @@ def test_near_the_limit_the_user_gets_a_status_line_and_a_notification():
     asyncio.run(inlet(near_limit_filter(), params("function_inlet_nonstream.json"), emitter))
     kinds = [e["type"] for e in emitter.events]
     assert kinds == ["status", "notification"]
-    assert "57%" in emitter.events[0]["data"]["description"] and "30 left" in emitter.events[0]["data"]["description"]
+    # The warning counts this request: 40 used + 25 estimated = 65 of 70 (93%), 5 left.
+    assert "93%" in emitter.events[0]["data"]["description"] and "5 left" in emitter.events[0]["data"]["description"]
     assert emitter.events[1]["data"]["type"] == "warning"
     assert emitter.events[1]["data"]["content"] == emitter.events[0]["data"]["description"]
 

@@ -87,7 +87,9 @@ def decision_fields(decision: "Decision", language: str, zone_name: Optional[str
         "remaining": max(decision.remaining, 0) if decision.remaining is not None else -1,
         "estimate": decision.estimate.total if decision.estimate else 0,
         "reset_at": format_time(decision.reset_at, zone_name),
-        "percent": round(100 * (decision.used + decision.pending) / b.limit) if b and b.limit > 0 else 0,
+        # Share of the limit once this request is counted: what the user is about to reach.
+        "percent": round(100 * (decision.used + decision.pending + (decision.estimate.total if decision.estimate
+                                                                    else 0)) / b.limit) if b and b.limit > 0 else 0,
     }
 
 
@@ -98,5 +100,10 @@ def refusal(decision: "Decision", language: str = "en", overrides=None, zone_nam
 
 
 def warning(decision: "Decision", language: str = "en", overrides=None, zone_name: Optional[str] = None) -> str:
-    """A heads-up that a limit is nearly spent."""
-    return text("warning", language, overrides, **decision_fields(decision, language, zone_name))
+    """A heads-up that a limit is nearly spent, counting this request."""
+    fields = decision_fields(decision, language, zone_name)
+    this_request = decision.estimate.total if decision.estimate else 0
+    fields["used"] = decision.used + decision.pending + this_request
+    if fields["remaining"] >= 0:
+        fields["remaining"] = max(fields["remaining"] - this_request, 0)
+    return text("warning", language, overrides, **fields)

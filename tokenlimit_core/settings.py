@@ -92,7 +92,7 @@ class Settings(BaseModel):
         raw: dict[str, Any] = {}
         for name, var in ENV_NAMES.items():
             if environ.get(var, "").strip() != "":
-                raw[name] = _parse_env(name, var, environ[var])
+                raw[name] = parse_env_value(name, var, environ[var])
         raw.update({k: v for k, v in (values or {}).items() if k in cls.model_fields})
         try:
             return cls.model_validate(raw)
@@ -124,7 +124,8 @@ class Settings(BaseModel):
             raise SettingsError(_explain(exc, from_env=set())) from exc
 
 
-def _parse_env(name: str, var: str, text: str) -> Any:
+def parse_env_value(name: str, var: str, text: str) -> Any:
+    """One TOKEN_LIMIT_* value as the setting `name` expects it (JSON, bool or text); errors name `var`."""
     field = Settings.model_fields[name]
     if field.annotation is bool:
         lowered = text.strip().lower()

@@ -17,7 +17,7 @@ from typing import Any, Literal, Mapping, Optional
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from ..engine import Decision, Engine, QuotaExceeded
-from ..settings import ENV_NAMES, Settings, SettingsError, _parse_env
+from ..settings import ENV_NAMES, Settings, SettingsError, parse_env_value
 from ..store import StoreError, UserInfo, open_store, redact_url
 from ..usage import Usage, from_response, from_usage_dict
 
@@ -38,8 +38,8 @@ class CommonValves(BaseModel):
                                                              "Seeds an empty store only.")
     user_specific_limits: str = Field(default="{}", description='JSON: {"user id": {"daily_limit": N, "models": '
                                                                '{"gpt-4": N}}}. Seeds an empty store only.')
-    enable_token_estimation: bool = Field(default=True, description="Kept for compatibility: the inlet always "
-                                                                    "charges an estimate")
+    enable_token_estimation: bool = Field(default=True, description="Charge an estimate at the inlet (off: admit "
+                                                                    "while any quota is left; the outlet charges usage)")
     warning_threshold: float = Field(default=0.8, ge=0, le=1, description="Warn from this fraction of a limit")
     data_path: str = Field(default="", description="The original filter's usage file; the store goes beside it "
                                                    "unless store_url is set")
@@ -64,7 +64,7 @@ def valves_with_env_defaults(valves_class: type[BaseModel], environ: Optional[Ma
     for name, var in ENV_NAMES.items():
         if name not in valves_class.model_fields or environ.get(var, "").strip() == "":
             continue
-        value = _parse_env(name, var, environ[var])
+        value = parse_env_value(name, var, environ[var])
         raw[name] = json.dumps(value) if name in JSON_VALVES else value
     if not raw:
         return valves_class
@@ -105,15 +105,13 @@ class EngineCache:
         settings = settings_from_valves(valves)
         seed = settings.seed_policy().model_copy(update={"refuse_tasks": bool(getattr(valves, "refuse_tasks", False))})
         url = settings.resolved_store_url()
-        key = (url, settings.failure_mode, seed.to_json())
+        key = (url, settings.failure_mode, settings.enable_token_estimation, seed.to_json())
         with self._lock:
             if self._key != key or self._engine is None:
-                if not settings.enable_token_estimation:
-                    log.info("valve enable_token_estimation=false is accepted for compatibility only: the inlet "
-                             "always charges an estimate, which the outlet replaces by the reported usage")
                 store = open_store(url)
                 log.info("tokenlimit uses the store %s", redact_url(url))
-                self._engine = Engine(store, seed=seed, failure_mode=settings.failure_mode)
+                self._engine = Engine(store, seed=seed, failure_mode=settings.failure_mode,
+                                      estimation=settings.enable_token_estimation)
                 self._key = key
             return self._engine
 
