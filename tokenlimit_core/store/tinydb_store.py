@@ -24,17 +24,16 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import filelock
 
-from .base import (SCHEMA_VERSION, AuditEntry, ChargeRequest, ChargeResult, Counter, CounterKey, DailyUsage,
-                   LedgerEvent, PolicyRecord, Settlement, StoreError, StoreUnavailable, UserInfo)
+from .base import SCHEMA_VERSION, StoreError, StoreUnavailable
 from .memory import StoreState
 from . import tinydb_ops as ops
 from . import tinydb_queries as queries
-from .tinydb_files import FileMode, corrupt, make_dir, read_json, remove_stale_temps, write_json
+from .tinydb_files import FileMode, corrupt, make_dir, os_error, read_json, remove_stale_temps, write_json
 from .tinydb_history import History
 from .tinydb_api import TinyDBOperations
 from .tinydb_journal import Journal, check_version
@@ -127,7 +126,6 @@ class TinyDBStore(TinyDBOperations):
                 raise StoreUnavailable(f"tinydb store: lock {self._flock.lock_file} is held by another process for "
                                        f"more than {self.lock_timeout:g} s") from None
             except OSError as exc:
-                from .tinydb_files import os_error
                 raise os_error(exc, self._flock.lock_file, "locking") from exc
             try:
                 if init:
