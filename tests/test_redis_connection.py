@@ -8,7 +8,7 @@ import redis
 
 from tokenlimit_core.store import StoreError, StoreUnavailable, open_store
 from tokenlimit_core.store.redis_connection import (SCRIPT_NAMES, ErrorMapper, RedisOptions, connect,
-                                                    load_scripts, split_options)
+                                                    display_url, load_scripts, split_options)
 
 
 def test_store_options_come_out_of_the_url_and_the_rest_goes_to_redis_py():
@@ -84,3 +84,12 @@ def test_missing_redis_package_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "redis", None)
     with pytest.raises(StoreError, match=r"pip install 'tokenlimit\[redis\]'"):
         open_store("redis://127.0.0.1:1/0")
+
+
+def test_passwords_in_the_query_are_hidden_too():
+    url = "rediss://h:6380/0?password=hunter2&ssl_password=keypw&prefix=tl:"
+    shown = display_url(url)
+    assert "hunter2" not in shown and "keypw" not in shown and "prefix=tl:" in shown
+    errors = ErrorMapper(url)
+    assert errors.scrub("bad hunter2 and keypw") == "bad *** and ***"
+    assert display_url("redis://u:pw@h/0") == "redis://u:***@h/0"

@@ -64,7 +64,7 @@ def split_options(url: str, overrides: dict[str, Any]) -> tuple[str, RedisOption
         try:
             typed[name] = OPTION_TYPES[name](value)
         except (TypeError, ValueError):
-            raise StoreError(f"Redis store option {name}={value!r} in {redact_url(url)!r} must be "
+            raise StoreError(f"Redis store option {name}={value!r} in {display_url(url)!r} must be "
                              f"a {OPTION_TYPES[name].__name__}") from None
     return urlunsplit(parts._replace(query=urlencode(theirs))), RedisOptions(**typed)
 
@@ -77,26 +77,41 @@ def connect(url: str, options: RedisOptions) -> redis.Redis:
             retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
             decode_responses=False)
     except ValueError as exc:
-        raise StoreError(f"bad Redis store URL {redact_url(url)!r}: {exc}") from None
+        raise StoreError(f"bad Redis store URL {display_url(url)!r}: {exc}") from None
 
 
-def password_of(url: str) -> str:
-    """The password in a URL ('' when none), so that it can be scrubbed from error texts."""
+def secrets_of(url: str) -> list[str]:
+    """The passwords in a URL (user info, or `password=` / `ssl_password=` query parameters)."""
     try:
-        return unquote(urlsplit(url).password or "")
+        parts = urlsplit(url)
+        found = [unquote(parts.password or "")]
     except ValueError:
-        return ""
+        return []
+    found += [value for name, value in parse_qsl(parts.query) if "password" in name.lower()]
+    return [s for s in found if s]
+
+
+def display_url(url: str) -> str:
+    """The URL as logs, errors and the panel may show it: every password replaced by ***."""
+    shown = redact_url(url)
+    parts = urlsplit(shown)
+    if "password" not in parts.query.lower():
+        return shown
+    query = [(n, "***" if "password" in n.lower() else v) for n, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*:/")))
 
 
 class ErrorMapper:
     """Turns redis-py errors into StoreUnavailable / StoreError messages that name the store, never its password."""
 
     def __init__(self, url: str):
-        self.shown = redact_url(url)
-        self._secret = password_of(url)
+        self.shown = display_url(url)
+        self._secrets = secrets_of(url)
 
     def scrub(self, message: str) -> str:
-        return message.replace(self._secret, "***") if self._secret else message
+        for secret in self._secrets:
+            message = message.replace(secret, "***")
+        return message
 
     @contextlib.contextmanager
     def mapped(self, what: str) -> Iterator[None]:

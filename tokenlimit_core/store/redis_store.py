@@ -11,10 +11,9 @@ import json
 import time
 from typing import Any, Iterable, Optional
 
-from . import redact_url
 from .base import (SCHEMA_VERSION, AuditEntry, ChargeRequest, ChargeResult, Counter, CounterKey, DailyUsage,
                    LedgerEvent, PolicyRecord, Settlement, StoreError, StoreUnavailable, UserInfo, Verdict)
-from .redis_connection import ErrorMapper, RedisOptions, connect, load_scripts, split_options
+from .redis_connection import ErrorMapper, RedisOptions, connect, display_url, load_scripts, split_options
 from .redis_layout import (SEP, SET_BY_CHARGE, KeyLayout, event_from_flat, event_from_hash, event_pairs,
                            number_text, pack_usage, text, unpack_usage)
 
@@ -25,7 +24,7 @@ class RedisStore:
     """The Store protocol on Redis; safe for any number of threads, processes and nodes."""
 
     def __init__(self, url: str, options: Optional[RedisOptions] = None, *, _client_url: Optional[str] = None):
-        self.url = redact_url(url)
+        self.url = display_url(url)
         self.options = options or RedisOptions()
         self.keys = KeyLayout(self.options.prefix)
         self._errors = ErrorMapper(url)
