@@ -69,6 +69,8 @@ class TinyDBStore(TinyDBOperations):
         self._stamp: Any = None
         self._closed = False
         self._merger: Optional[threading.Thread] = None
+        self._merge_guard = threading.Lock()
+        self._merge_wanted = False
         self._merge_error: Optional[str] = None
         make_dir(self.path, self.mode)
         self._refuse_foreign()  # before creating lock files in someone else's directory
@@ -261,19 +263,26 @@ class TinyDBStore(TinyDBOperations):
                 self._hlock.release()
 
     def _start_merge(self) -> None:
-        if self._merger is not None and self._merger.is_alive():
-            return
-        self._merger = threading.Thread(target=self._merge_quietly, name="tokenlimit-merge", daemon=True)
-        self._merger.start()
+        with self._merge_guard:
+            self._merge_wanted = True
+            if self._merger is None:
+                self._merger = threading.Thread(target=self._merge_quietly, name="tokenlimit-merge", daemon=True)
+                self._merger.start()
 
     def _merge_quietly(self) -> None:
-        try:
-            with self._history_locked():
-                self._merge_closed()
-            self._merge_error = None
-        except StoreError as exc:
-            self._merge_error = str(exc)
-            log.error("merging the journal of %s into history failed: %s", self.path, exc)
+        while True:
+            with self._merge_guard:
+                if not self._merge_wanted:  # a compaction during the last merge asks for another round
+                    self._merger = None
+                    return
+                self._merge_wanted = False
+            try:
+                with self._history_locked():
+                    self._merge_closed()
+                self._merge_error = None
+            except Exception as exc:  # a background thread must report, never die silently
+                self._merge_error = str(exc) if isinstance(exc, StoreError) else f"merging failed: {exc!r}"
+                log.error("merging the journal of %s into history failed: %s", self.path, exc)
 
     def _merge_closed(self) -> None:
         """Fold every closed journal into history (caller holds the history lock)."""
@@ -286,8 +295,11 @@ class TinyDBStore(TinyDBOperations):
 
     def wait_merged(self) -> None:
         """Block until background merging is done."""
-        merger = self._merger
-        if merger is not None:
+        while True:
+            with self._merge_guard:
+                merger = self._merger
+            if merger is None:
+                return
             merger.join()
 
     def _hot_view(self, extract):
