@@ -11,7 +11,6 @@ Every file the store writes goes through here, so that
 from __future__ import annotations
 
 import errno
-import grp
 import json
 import os
 import tempfile
@@ -21,6 +20,14 @@ from typing import Any, Optional
 from tinydb.storages import Storage
 
 from .base import StoreError
+
+try:
+    import grp
+except ImportError:  # not on Windows: shared groups are a POSIX feature
+    grp = None
+
+# fdatasync skips metadata the journal does not need; macOS lacks it.
+sync_data = getattr(os, "fdatasync", os.fsync)
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,8 @@ class FileMode:
         group = (group or "").strip()
         if not group:
             return cls()
+        if grp is None:
+            raise StoreError("file group (TOKEN_LIMIT_FILE_GROUP or ?group=) needs a POSIX system; leave it empty")
         try:
             gid = grp.getgrnam(group).gr_gid if not group.isdigit() else int(group)
         except KeyError:

@@ -15,7 +15,7 @@ import os
 from typing import Any, Optional
 
 from .base import StoreError
-from .tinydb_files import FileMode, corrupt, os_error
+from .tinydb_files import FileMode, corrupt, os_error, sync_data
 
 
 def journal_name(generation: int) -> str:
@@ -111,7 +111,7 @@ class Journal:
                 os.ftruncate(self.fd, self.offset)
                 raise OSError(28, "short write (disk full?)")
             if self.fsync:
-                os.fdatasync(self.fd)
+                sync_data(self.fd)
         except OSError as exc:
             try:
                 os.ftruncate(self.fd, self.offset)

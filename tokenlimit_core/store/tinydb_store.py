@@ -33,7 +33,8 @@ from .base import SCHEMA_VERSION, StoreError, StoreUnavailable
 from .memory import StoreState
 from . import tinydb_ops as ops
 from . import tinydb_queries as queries
-from .tinydb_files import FileMode, corrupt, make_dir, os_error, read_json, remove_stale_temps, write_json
+from .tinydb_files import (FileMode, corrupt, make_dir, os_error, read_json, remove_stale_temps, sync_data,
+                           write_json)
 from .tinydb_history import History
 from .tinydb_api import TinyDBOperations
 from .tinydb_journal import Journal, check_version
@@ -242,7 +243,7 @@ class TinyDBStore(TinyDBOperations):
                     continue
                 fd = os.dup(self._journal.fd)
             try:
-                os.fdatasync(fd)
+                sync_data(fd)
                 flushed = mark
             except OSError as exc:
                 log.error("fsync of the journal in %s failed: %s", self.path, exc)
