@@ -25,7 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 ROOT = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
@@ -134,8 +134,17 @@ def housekeeping(store: TinyDBStore, requests: int) -> dict:
         with Clock() as c:
             assert store.get_event(f"never-charged-{i}") is None
         misses.append(c)
+    year_ago = datetime.now(timezone.utc).date() - timedelta(days=366)
+    first, last = year_ago.isoformat(), datetime.now(timezone.utc).date().isoformat()
+    queries = {}
+    for name, call in (("monthly_usage_year", lambda: store.monthly_usage(first[:7], last[:7])),
+                       ("daily_usage_year", lambda: store.daily_usage(first, last)),
+                       ("ledger_last_30_days", lambda: store.ledger(time.time() - 30 * 86400, time.time()))):
+        t0 = time.perf_counter()
+        rows = len(call())
+        queries[name] = {"seconds": time.perf_counter() - t0, "rows": rows}
     return {"compaction_pause_ms": timings["snapshot_s"] * 1000, "merge_ms": timings["merge_s"] * 1000,
-            "get_event_miss": summarise(misses)}
+            "get_event_miss": summarise(misses), "queries": queries}
 
 
 def baseline(folder: pathlib.Path, users: int, days: int, today: date, responses: int) -> dict:
@@ -207,6 +216,8 @@ def report(r: dict) -> None:
         print(f"compaction ({label}): lock held {x['compaction_pause_ms']:.1f} ms to snapshot the hot state; "
               f"merge into history {x['merge_ms']:.0f} ms in the background "
               f"(journal was {x['journal_bytes_before_compaction'] / 1e6:.1f} MB)")
+    for name, q in r["year"]["queries"].items():
+        print(f"history query with a year: {name} {q['seconds']:.2f} s for {q['rows']:,} rows")
     for label in ("day", "year"):
         base, ours = r[f"baseline_{label}"]["settle"], r[label]["settle"]
         print(f"{'original ' + label:<16}{'':>9}{'':>9}{base['p50_ms']:>10.1f}{'':>10}"

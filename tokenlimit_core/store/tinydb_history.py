@@ -21,8 +21,6 @@ import time
 from collections import defaultdict
 from typing import Any, Iterable, Iterator, Optional
 
-from tinydb import TinyDB
-
 from .base import DailyUsage, LedgerEvent
 from .tinydb_files import AtomicJSONStorage, FileMode, corrupt, make_dir, os_error, read_json, write_atomic
 from .tinydb_index import LedgerIndex, indexable
@@ -75,17 +73,16 @@ class History:
 
     def load_rows(self, path: str) -> tuple[dict[tuple[str, str], dict[str, Any]], int]:
         """Rows of a rollup document keyed by (user, model), and the last generation merged into it."""
-        if not os.path.exists(path):
+        # One parse of the TinyDB document (TinyDB's Table API would parse it once per table).
+        doc = AtomicJSONStorage(path, read_only=True).read()
+        if doc is None:
             return {}, -1
-        db = TinyDB(path, storage=AtomicJSONStorage, read_only=True)
         try:
-            rows = {(r["user_id"], r["model"]): dict(r) for r in db.table("rows").all()}
-            meta = db.table("meta").all()
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise corrupt(path, f"a row lacks a field ({exc})") from None
-        finally:
-            db.close()
-        return rows, int(meta[0]["merged_through"]) if meta else -1
+            rows = {(r["user_id"], r["model"]): r for r in doc.get("rows", {}).values()}
+            meta = list(doc.get("meta", {}).values())
+            return rows, int(meta[0]["merged_through"]) if meta else -1
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+            raise corrupt(path, f"a row lacks a field ({exc!r})") from None
 
     def save_rows(self, path: str, rows: dict[tuple[str, str], dict[str, Any]], merged_through: int) -> None:
         """Write a rollup document (TinyDB layout) atomically."""
