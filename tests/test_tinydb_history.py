@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tokenlimit_core.store import BudgetCharge, ChargeRequest, CounterKey, DailyUsage, LedgerEvent, Settlement, StoreError
-from tokenlimit_core.store.tinydb_files import FileMode
+from tokenlimit_core.store.tinydb_files import AtomicJSONStorage, FileMode
 from tokenlimit_core.store.tinydb_history import History, day_file_name, month_of_day
 from tokenlimit_core.store.tinydb_journal import Journal
 from tokenlimit_core.store.tinydb_ops import charge_record, settle_record
@@ -78,9 +78,11 @@ def test_rollup_files_are_tinydb_documents(tmp_path):
 
     history = History(str(tmp_path), FileMode())
     history.merge_journal(write_journal(tmp_path, 0, 3), 0)
-    db = TinyDB(os.path.join(history.root, "monthly", "2026-11.json"))
-    assert db.table("rows").search(Query().user_id == "u1")[0]["tokens"] == 21
-    db.close()
+    path = os.path.join(history.root, "monthly", "2026-11.json")
+    for db in (TinyDB(path), TinyDB(path, storage=AtomicJSONStorage)):
+        assert db.table("rows").search(Query().user_id == "u1")[0]["tokens"] == 21
+        assert db.table("meta").all() == [{"merged_through": 0}]
+        db.close()
 
 
 def test_non_date_days_are_kept_apart():

@@ -115,7 +115,7 @@ def snapshot_doc(state: StoreState, generation: int, now: float) -> tuple[dict[s
         "counters": counters,
         "pending": [[rid, amount, state.keys.get(rid, []), event_row(state.events[rid])]
                     for rid, amount in pending],
-        "users": [u.to_dict() for u in state.users.values()],
+        "users": [{**vars(u), "groups": list(u.groups)} for u in state.users.values()],  # asdict is 10x slower
         "audit": [audit_row(a) for a in state.audit[-HOT_AUDIT:]],
     }
     return doc, [audit_row(a) for a in state.audit[:-HOT_AUDIT]]
