@@ -232,3 +232,16 @@ def test_url_paths_are_unquoted_and_options_read(tmp_path):
     store.close()
     with pytest.raises(StoreError, match="names no directory"):
         TinyDBStore.from_url("tinydb://")
+
+
+def test_several_processes_creating_the_store_at_once(tmp_path):
+    url = f"tinydb://{tmp_path}/fresh"
+    code = ("import sys; from tokenlimit_core import open_store; s = open_store(sys.argv[1]); "
+            "s.audit('worker', 'started', {}); s.close()")
+    procs = [run_python(code, url) for _ in range(4)]
+    for proc in procs:
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    store = open_store(url)
+    assert [a.action for a in store.audit_log()] == ["started"] * 4
+    store.close()

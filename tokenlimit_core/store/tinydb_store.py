@@ -141,7 +141,8 @@ class TinyDBStore(TinyDBOperations):
     def _refuse_foreign(self) -> None:
         if os.path.exists(os.path.join(self.path, "meta.json")):
             return
-        foreign = [n for n in os.listdir(self.path) if n not in OWN_FILES]
+        foreign = [n for n in os.listdir(self.path)
+                   if n not in OWN_FILES and not n.startswith(("journal-", "state.json.", "meta.json."))]
         if foreign:
             raise StoreError(f"tinydb store: {self.path} is not empty and has no meta.json (found "
                              f"{', '.join(sorted(foreign)[:5])}); if it is a tokenlimit store, restore its "
