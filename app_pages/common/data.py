@@ -26,13 +26,40 @@ def today(policy: Policy, now: Optional[datetime] = None) -> date:
     return date.fromisoformat(usage_day(policy.window_spec(), now or datetime.now(timezone.utc)))
 
 
+PAST_TTL = 600  # finished days change only by a refund of an old request: re-read them every 10 minutes
+
+
+def daily(store: Store, url: str, first_day: str, last_day: str, user_id: Optional[str] = None) -> pd.DataFrame:
+    """Daily rollup rows (day, user, model) between two days, inclusive.
+
+    Finished days are cached for 10 minutes, the last two days for 30 s, so a year's view is read
+    from the store once and then only the recent rows are refreshed.
+    """
+    # "Recent" starts yesterday in UTC: an admin's local today is never earlier than that, in any zone.
+    recent = (datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat()
+    if last_day < recent:
+        return _daily_past(store, url, first_day, last_day, user_id)
+    if first_day >= recent:
+        return _daily_current(store, url, first_day, last_day, user_id)
+    before = (date.fromisoformat(recent) - timedelta(days=1)).isoformat()
+    past = _daily_past(store, url, first_day, before, user_id)
+    current = _daily_current(store, url, recent, last_day, user_id)
+    return current if past.empty else pd.concat([past, current], ignore_index=True)
+
+
+def _frame(rows) -> pd.DataFrame:
+    return pd.DataFrame.from_records([(r.day, r.user_id, r.model, r.tokens, r.prompt_tokens, r.completion_tokens,
+                                       r.requests, r.denied, r.cost) for r in rows], columns=DAILY_COLUMNS)
+
+
+@st.cache_data(ttl=PAST_TTL, show_spinner=False, max_entries=16)
+def _daily_past(_store: Store, url: str, first_day: str, last_day: str, user_id: Optional[str]) -> pd.DataFrame:
+    return _frame(_store.daily_usage(first_day, last_day, user_id))
+
+
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=32)
-def daily(_store: Store, url: str, first_day: str, last_day: str, user_id: Optional[str] = None) -> pd.DataFrame:
-    """Daily rollup rows (day, user, model) between two days, inclusive."""
-    rows = _store.daily_usage(first_day, last_day, user_id)
-    frame = pd.DataFrame.from_records([(r.day, r.user_id, r.model, r.tokens, r.prompt_tokens, r.completion_tokens,
-                                        r.requests, r.denied, r.cost) for r in rows], columns=DAILY_COLUMNS)
-    return frame
+def _daily_current(_store: Store, url: str, first_day: str, last_day: str, user_id: Optional[str]) -> pd.DataFrame:
+    return _frame(_store.daily_usage(first_day, last_day, user_id))
 
 
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=8)
