@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import date, datetime, timedelta, timezone
+from operator import attrgetter
 from typing import Optional
 
 import pandas as pd
@@ -47,9 +48,11 @@ def daily(store: Store, url: str, first_day: str, last_day: str, user_id: Option
     return current if past.empty else pd.concat([past, current], ignore_index=True)
 
 
+_DAILY_FIELDS = attrgetter(*DAILY_COLUMNS)
+
+
 def _frame(rows) -> pd.DataFrame:
-    return pd.DataFrame.from_records([(r.day, r.user_id, r.model, r.tokens, r.prompt_tokens, r.completion_tokens,
-                                       r.requests, r.denied, r.cost) for r in rows], columns=DAILY_COLUMNS)
+    return pd.DataFrame.from_records(list(map(_DAILY_FIELDS, rows)), columns=DAILY_COLUMNS)
 
 
 @st.cache_data(ttl=PAST_TTL, show_spinner=False, max_entries=16)
