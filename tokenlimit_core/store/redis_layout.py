@@ -136,13 +136,17 @@ def event_from_flat(items: list) -> Optional[LedgerEvent]:
 
 def pack_usage(row: DailyUsage) -> str:
     """A rollup value as the scripts keep it."""
-    return f"{row.tokens} {row.prompt_tokens} {row.completion_tokens} {row.requests} {row.denied} {row.cost!r}"
+    return (f"{int(row.tokens)} {int(row.prompt_tokens)} {int(row.completion_tokens)} {int(row.requests)} "
+            f"{int(row.denied)} {float(row.cost)!r}")
 
 
 def unpack_usage(day: str, user_id: str, model: str, value) -> tuple:
     """A rollup value (str or bytes) as the fields of a DailyUsage, in order."""
     t, p, c, r, d, cost = value.split()
-    return (day, user_id, model, _whole(t), _whole(p), _whole(c), _whole(r), _whole(d), float(cost))
+    try:  # the scripts and pack_usage write whole numbers; other tools might not
+        return (day, user_id, model, int(t), int(p), int(c), int(r), int(d), float(cost))
+    except ValueError:
+        return (day, user_id, model, _whole(t), _whole(p), _whole(c), _whole(r), _whole(d), float(cost))
 
 
 def text(value) -> str:

@@ -199,11 +199,10 @@ class RedisStore:
                     pipe.hgetall(self.keys.day_rollup(day))
                 return list(zip(days, pipe.execute()))
 
-            for day, raw in self._call("read daily usage", read):
-                for field, value in raw.items():
-                    uid, model = field.decode().split(SEP, 1)
-                    rows.append(unpack_usage(day, uid, model, value))
-        rows.sort()  # (day, user, model) first, as the memory store orders them
+            for day, raw in self._call("read daily usage", read):  # days come in order
+                rows += sorted(unpack_usage(day, *field.decode().split(SEP, 1), value) for field, value in raw.items())
+            return [DailyUsage(*row) for row in rows]
+        rows.sort()  # by (day, user, model), as the memory store orders them
         return [DailyUsage(*row) for row in rows]
 
     # -- bulk
