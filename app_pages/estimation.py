@@ -29,7 +29,7 @@ measured = events[(events["status"] == "settled") & events["actual_source"].notn
                   & (events["actual_source"] != "estimate") & (events["actual_prompt"].fillna(0) > 0)].copy()
 
 if measured.empty:
-    st.info(t("est.no_data"), icon="ℹ️")
+    st.info(t("est.no_data"), icon=":material/info:")
 else:
     measured["actual_prompt"] = measured["actual_prompt"].astype(float)
     measured["error_pct"] = 100 * (measured["est_prompt"] - measured["actual_prompt"]) / measured["actual_prompt"]
@@ -60,7 +60,7 @@ edited = st.data_editor(calibration_frame(policy), key=f"est_cal_{rev}", num_row
                         column_config={"model": st.column_config.TextColumn(t("col.model"), required=True)})
 calibration, errors = frame_to_calibration(edited)
 if errors:
-    st.error(t("limits.errors"), icon="✏️")
+    st.error(t("limits.errors"), icon=":material/edit:")
     for e in errors:
         st.markdown("- " + t("err.cell", table=t("est.factors"), row=e.row, column=e.column,
                              problem=t(f"err.{e.code}", value=e.value)))
@@ -88,7 +88,7 @@ if st.button(t("est.fit_button"), key="est_fit", disabled=measured.empty):
             proposals[model] = choice.model_dump()
     st.session_state["est_proposals"] = proposals
     if not proposals:
-        st.info(t("est.fit_none"), icon="ℹ️")
+        st.info(t("est.fit_none"), icon=":material/info:")
 proposals = st.session_state.get("est_proposals") or {}
 if proposals:
     fitted_policy = policy.model_copy(update={"calibration": {

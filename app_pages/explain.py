@@ -17,7 +17,7 @@ policy = ctx.state.policy
 st.title(t("explain.title"))
 st.caption(t("explain.intro"))
 if ctx.state.revision == 0:
-    st.info(t("common.no_policy"), icon="ℹ️")
+    st.info(t("common.no_policy"), icon=":material/info:")
     st.stop()
 
 now = datetime.now(timezone.utc)
@@ -57,11 +57,11 @@ groups = [g.strip() for g in c2.text_input(t("explain.groups"), value=groups_tex
 
 user = UserInfo(user_id, role=role, groups=tuple(groups))
 if not is_metered(policy, [model, base_model or None]):
-    st.info(t("explain.unmetered", model=model, targets=", ".join(policy.target_models)), icon="ℹ️")
+    st.info(t("explain.unmetered", model=model, targets=", ".join(policy.target_models)), icon=":material/info:")
     st.stop()
 statuses = get_engine().statuses(user, model, base_model or None, now=now)
 if not statuses:
-    st.success(t("explain.no_budgets"), icon="✅")
+    st.success(t("explain.no_budgets"), icon=":material/check_circle:")
     st.stop()
 
 rows = []
@@ -81,7 +81,7 @@ if finite:
     say(t("explain.summary", user=user_id, left=f"{left:,}", model=model, reason=budget_reason(tightest.budget),
           reset=format_time(tightest.reset_at, policy.timezone)))
 else:
-    st.success(t("explain.all_unlimited", user=user_id, model=model), icon="✅")
+    st.success(t("explain.all_unlimited", user=user_id, model=model), icon=":material/check_circle:")
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="ex_table", column_config={
     "kind": t("col.kind"), "reason": t("col.reason"), "rule": t("col.rule"), "limit": t("col.limit"),
     "granted": t("col.granted"), "used": t("col.used"), "pending": t("col.pending"),

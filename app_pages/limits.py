@@ -19,7 +19,7 @@ if rev:
     when = datetime.fromtimestamp(state.updated_at, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     st.caption(t("limits.revision", revision=rev, actor=state.actor or "?", when=when))
 else:
-    st.info(t("limits.no_revision"), icon="ℹ️")
+    st.info(t("limits.no_revision"), icon=":material/info:")
 read_only_note(ctx.access)
 
 
@@ -33,7 +33,7 @@ base = st.session_state.get("lim_base")
 if base is not None and base != rev:
     old = [k for k in st.session_state if isinstance(k, str) and k.startswith("lim_") and k.endswith(f"_{base}")]
     if any(pending_edits(st.session_state[k]) for k in old):
-        st.warning(t("limits.stale", revision=rev), icon="⚠️")
+        st.warning(t("limits.stale", revision=rev), icon=":material/warning:")
     for k in old:
         del st.session_state[k]
 st.session_state["lim_base"] = rev
@@ -148,7 +148,7 @@ with tabs[6]:
 # -- validate, preview, save
 candidate, errors = tables_to_policy(edited, general, state.policy)
 if errors:
-    st.error(t("limits.errors"), icon="✏️")
+    st.error(t("limits.errors"), icon=":material/edit:")
     for e in errors:
         problem = t(f"err.{e.code}", value=e.value)
         label = f"gen.{e.column}" if e.table == "general" else f"col.{'role_name' if e.column == 'role' else e.column}"

@@ -32,7 +32,7 @@ if submitted:
         else:
             access = auth.openwebui_signin(name, password)
     except auth.LoginError as exc:
-        st.error(t(f"login.error.{exc.code}", **exc.fields), icon="🚫")
+        st.error(t(f"login.error.{exc.code}", **exc.fields), icon=":material/block:")
     else:
         auth.remember(access)
         st.rerun()

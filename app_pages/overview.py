@@ -18,7 +18,7 @@ policy = ctx.state.policy
 st.title(t("overview.title"))
 
 if is_empty(ctx.store):
-    st.info(t("overview.empty"), icon="👋")
+    st.info(t("overview.empty"), icon=":material/waving_hand:")
     st.code("python -m tokenlimit_core demo", language="bash")
     read_only_note(ctx.access)
     if st.button(t("overview.load_demo"), key="load_demo", type="primary", disabled=not ctx.access.can_write):

@@ -24,7 +24,7 @@ healthy = bool(info.get("healthy", True))
 c1, c2, c3 = st.columns(3)
 c1.metric(t("set.backend"), str(info.get("backend", "?")))
 c2.metric(t("set.schema"), str(info.get("schema_version", "?")))
-c3.metric(t("set.healthy") if healthy else t("set.unhealthy"), "✅" if healthy else "⚠️")
+c3.metric(t("set.health"), t("set.healthy") if healthy else t("set.unhealthy"))
 st.caption(f"{t('set.url')}: `{redact_url(ctx.store.url)}`")
 with st.expander(t("set.details")):
     st.dataframe(pd.DataFrame([(k, json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v))
@@ -57,7 +57,7 @@ for tab, lang in zip(st.tabs([t("set.language.en"), t("set.language.zh")]), ("en
                 st.caption(f"{t('set.preview')}: " + template.format(**fields))
             except (KeyError, IndexError, ValueError) as exc:
                 problems.append(t("set.broken", lang=lang, key=key, error=f"{type(exc).__name__}: {exc}"))
-                st.error(problems[-1], icon="✏️")
+                st.error(problems[-1], icon=":material/edit:")
 
 if edited != policy.messages and not problems:
     if st.button(t("set.save"), key="set_save", type="primary", disabled=not ctx.access.can_write):

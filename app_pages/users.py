@@ -17,7 +17,7 @@ policy = ctx.state.policy
 st.title(t("users.title"))
 directory = data.users(ctx.store, ctx.url)
 if directory.empty:
-    st.info(t("users.empty"), icon="ℹ️")
+    st.info(t("users.empty"), icon=":material/info:")
     st.stop()
 
 query = st.text_input(t("users.search"), key="us_search", placeholder=t("users.search_placeholder")).strip().lower()

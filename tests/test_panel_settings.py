@@ -11,7 +11,7 @@ def test_store_status(monkeypatch):
     store = demo_store(url, users=3, days=1)
     at = open_page(app(monkeypatch, url), "settings")
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Backend"] == "memory" and metrics["Healthy"] == "✅"
+    assert metrics["Backend"] == "memory" and metrics["Health"] == "Healthy"
     info = dict(at.dataframe[0].value.values.tolist())
     assert info["events"] == str(store.info()["events"])
 

@@ -34,7 +34,7 @@ def sidebar(access: auth.Access | None) -> None:
     if access is None:
         return
     if access.via == "read-only":
-        bar.info(t("sidebar.read_only", var=auth.PASSWORD_VAR), icon="🔒")
+        bar.info(t("sidebar.read_only", var=auth.PASSWORD_VAR), icon=":material/lock:")
     else:
         bar.caption(t("sidebar.signed_in", name=access.actor))
         if bar.button(t("sidebar.sign_out"), key="sign_out"):
@@ -57,7 +57,7 @@ def run_page(page, access: auth.Access) -> None:
         store = get_store()
         state = policy_state(store)
     except (StoreError, SettingsError, OSError) as exc:
-        st.error(t("store.error", error=str(exc)), icon="🚫")
+        st.error(t("store.error", error=str(exc)), icon=":material/block:")
         st.caption(t("store.error_hint"))
         return
     st.session_state[CONTEXT_KEY] = PageContext(store, store.url, state, access)
@@ -68,7 +68,7 @@ def run_page(page, access: auth.Access) -> None:
         seed_banner.show(store, state, access)
         page.run()
     except (StoreError, OSError) as exc:
-        st.error(t("store.error", error=str(exc)), icon="🚫")
+        st.error(t("store.error", error=str(exc)), icon=":material/block:")
         st.caption(t("store.error_hint"))
 
 

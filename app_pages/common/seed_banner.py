@@ -72,12 +72,12 @@ def show(store: Store, state: PolicyState, access: Access) -> None:
     try:
         seeds = pending_seeds(store, state)
     except SettingsError as exc:
-        st.error(t("seed.bad_settings", error=exc), icon="⚠️")
+        st.error(t("seed.bad_settings", error=exc), icon=":material/warning:")
         return
     for source, seed in seeds:
         merged = merge_seed(state.policy, seed)
         fingerprint = seed_fingerprint(seed)
-        st.warning(t(f"seed.differs_{source}"), icon="⚠️")
+        st.warning(t(f"seed.differs_{source}"), icon=":material/warning:")
         with st.expander(t("seed.preview")):
             diff = policy_diff(state.policy, merged)
             st.dataframe(pd.DataFrame([(p, str(b), str(a)) for p, b, a in diff],

@@ -192,7 +192,7 @@ TEXTS = {
     "exp.rows": "{n} rows", "exp.download": "Download {name}", "exp.preview": "First rows",
     "exp.bad_period": "Choose a first and a last day.",
     # settings
-    "set.title": "Settings", "set.store": "Store", "set.healthy": "Healthy", "set.unhealthy": "Not healthy",
+    "set.title": "Settings", "set.store": "Store", "set.health": "Health", "set.healthy": "Healthy", "set.unhealthy": "Not healthy",
     "set.backend": "Backend", "set.url": "URL", "set.schema": "Schema version", "set.details": "Details",
     "set.messages": "Messages shown to users",
     "set.messages_help": "Leave a template empty to use the built-in text. Fields in braces are filled in: "

@@ -171,7 +171,7 @@ TEXTS = {
     "exp.rows": "{n} 行", "exp.download": "下载 {name}", "exp.preview": "前几行",
     "exp.bad_period": "请选择开始日期和结束日期。",
     # 设置
-    "set.title": "设置", "set.store": "存储", "set.healthy": "正常", "set.unhealthy": "异常",
+    "set.title": "设置", "set.store": "存储", "set.health": "健康状况", "set.healthy": "正常", "set.unhealthy": "异常",
     "set.backend": "后端", "set.url": "URL", "set.schema": "数据结构版本", "set.details": "详情",
     "set.messages": "向用户显示的消息",
     "set.messages_help": "模板留空则使用内置文本。花括号中的字段会被填入：{fields}。",
