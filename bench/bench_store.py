@@ -75,6 +75,7 @@ def build(folder: pathlib.Path, users: int, days: int, today: date) -> tuple[Tin
     day_list = days_before(today, days)
     started = time.perf_counter()
     store.put_history(daily_rows(users, day_list), ledger_events(users, day_list))
+    os.sync()  # write back the bulk load now, so its disk traffic does not land in the request timings
     return store, time.perf_counter() - started
 
 
