@@ -79,9 +79,10 @@ events = events.sort_values("ts", ascending=False)
 if events.empty:
     st.caption(t("overview.no_events"))
 else:
-    st.dataframe(events[["time", "model", "source", "task", "est_prompt", "est_completion", "actual_prompt",
-                         "actual_completion", "status", "decision", "cost", "request_id"]].head(200),
-                 hide_index=True, width="stretch", key="us_events")
+    columns = ["time", "model", "source", "task", "est_prompt", "est_completion", "actual_prompt",
+               "actual_completion", "status", "decision", "cost", "request_id"]
+    st.dataframe(events[columns].head(200), hide_index=True, width="stretch", key="us_events",
+                 column_config={c: t(f"col.{c}") for c in columns})
 
 st.subheader(t("users.actions"))
 read_only_note(ctx.access)

@@ -51,6 +51,9 @@ TEXTS = {
     "col.model": "Model", "col.tier": "Tier", "col.group": "Group", "col.models": "Models", "col.input": "Input",
     "col.output": "Output", "col.cached_input": "Cached input", "col.requests": "Requests",
     "col.median_error": "Median error %", "col.p90_error": "90th pct |error| %", "col.role_name": "Role",
+    "col.source": "Source", "col.task": "Task", "col.est_prompt": "Est. prompt", "col.est_completion": "Est. reply",
+    "col.actual_prompt": "Actual prompt", "col.actual_completion": "Actual reply", "col.status": "Status",
+    "col.decision": "Decision", "col.cost": "Cost", "col.request_id": "Request id",
     # charts
     "chart.tokens": "Tokens", "chart.requests": "Requests", "chart.request_tokens": "Tokens per request",
     "chart.limit": "limit {limit}", "chart.actual": "Actual prompt tokens",
@@ -64,7 +67,7 @@ TEXTS = {
     "overview.tokens_today": "Tokens today",
     "overview.tokens_today_help": "Tokens of today's requests (actual once settled, estimate while pending).",
     "overview.spend_today": "Spend today: {spend}",
-    "overview.capacity": "Used this {window}",
+    "overview.capacity": "Share used, current {window}",
     "overview.capacity_help": "Tokens spent in the current window against the sum of every known user's total "
                               "limit (plus tokens granted).",
     "overview.capacity_detail": "{used} of {capacity} tokens · unlimited users: {unlimited}",

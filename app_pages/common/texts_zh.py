@@ -46,6 +46,9 @@ TEXTS = {
     "col.tier": "等级", "col.group": "用户组", "col.models": "模型", "col.input": "输入", "col.output": "输出",
     "col.cached_input": "缓存输入", "col.requests": "请求数", "col.median_error": "误差中位数 %",
     "col.p90_error": "|误差| 第 90 百分位 %", "col.role_name": "角色",
+    "col.source": "来源", "col.task": "任务", "col.est_prompt": "估算提示", "col.est_completion": "估算回复",
+    "col.actual_prompt": "实际提示", "col.actual_completion": "实际回复", "col.status": "状态",
+    "col.decision": "决定", "col.cost": "花费", "col.request_id": "请求 ID",
     # 图表
     "chart.tokens": "令牌", "chart.requests": "请求数", "chart.request_tokens": "每个请求的令牌数",
     "chart.limit": "额度 {limit}", "chart.actual": "实际提示令牌", "chart.estimated": "估算提示令牌",
@@ -58,7 +61,7 @@ TEXTS = {
     "overview.window": "时间范围（天）",
     "overview.tokens_today": "今日令牌", "overview.tokens_today_help": "今日请求的令牌数（已结算的按实际，待结算的按估算）。",
     "overview.spend_today": "今日花费：{spend}",
-    "overview.capacity": "本{window}已用",
+    "overview.capacity": "本{window}已用比例",
     "overview.capacity_help": "当前周期内已用令牌，与所有已知用户总额度（含额外授予）之和相比。",
     "overview.capacity_detail": "{used} / {capacity} 令牌 · 不限额用户：{unlimited}",
     "overview.requests_today": "今日请求",
