@@ -247,6 +247,8 @@ class Store(Protocol):
     def get_event(self, request_id: str) -> Optional[LedgerEvent]: ...
     def ledger(self, start: float, end: float, user_id: Optional[str] = None) -> list[LedgerEvent]: ...
     def daily_usage(self, first_day: str, last_day: str, user_id: Optional[str] = None) -> list[DailyUsage]: ...
+    def monthly_usage(self, first_month: str, last_month: str, user_id: Optional[str] = None
+                      ) -> list[DailyUsage]: ...
 
     # -- bulk (demo, import-seed, migrate): set semantics, so loading twice changes nothing
     def put_history(self, daily: Iterable[DailyUsage] = (), events: Iterable[LedgerEvent] = ()) -> None: ...
@@ -262,6 +264,17 @@ class Store(Protocol):
     # -- housekeeping
     def info(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
+
+
+def monthly_from_daily(rows: Iterable[DailyUsage]) -> list[DailyUsage]:
+    """Daily rows summed per (month, user, model); the month 'YYYY-MM' goes in the `day` field."""
+    months: dict[tuple[str, str, str], list] = {}
+    for r in rows:
+        acc = months.setdefault((r.day[:7], r.user_id, r.model), [0, 0, 0, 0, 0, 0.0])
+        for i, value in enumerate((r.tokens, r.prompt_tokens, r.completion_tokens, r.requests, r.denied, r.cost)):
+            acc[i] += value
+    return [DailyUsage(month, user, model, *acc[:5], round(acc[5], 10))
+            for (month, user, model), acc in sorted(months.items())]
 
 
 def settled_event(event: LedgerEvent, settlement: Settlement, now: float) -> LedgerEvent:

@@ -12,7 +12,8 @@ from dataclasses import replace
 from typing import Any, Iterable, Optional
 
 from .base import (SCHEMA_VERSION, AuditEntry, ChargeRequest, ChargeResult, Counter, CounterKey, DailyUsage,
-                   LedgerEvent, PolicyRecord, Settlement, UserInfo, judge, rollup_delta, settled_event)
+                   LedgerEvent, PolicyRecord, Settlement, UserInfo, judge, monthly_from_daily, rollup_delta,
+                   settled_event)
 
 
 class StoreState:
@@ -248,6 +249,10 @@ class MemoryStore:
     def all_counters(self) -> list[tuple[Counter, float]]:
         with self._lock:
             return self._state.all_counters(time.time())
+
+    def monthly_usage(self, first_month: str, last_month: str, user_id: Optional[str] = None) -> list[DailyUsage]:
+        with self._lock:
+            return monthly_from_daily(self._state.daily_usage(first_month + "-01", last_month + "-31", user_id))
 
     def touch_user(self, user: UserInfo) -> None:
         with self._lock:
