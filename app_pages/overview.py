@@ -11,7 +11,8 @@ from tokenlimit_core import WindowSpec, window_bounds
 from tokenlimit_core.messages import format_time
 
 WINDOWS = [7, 30, 90, 365]
-SIZE_DAYS = 7  # request sizes come from the raw ledger, so only its last week is read
+SIZE_DAYS = 7
+MIN_SIZED = 100  # fewer requests today than this: show the last week's sizes instead
 
 ctx = context()
 policy = ctx.state.policy
@@ -79,7 +80,8 @@ else:
 
 # -- consumption over time
 days = st.radio(t("overview.window"), WINDOWS, index=1, key="ov_days", horizontal=True)
-usage = data.daily(ctx.store, ctx.url, *data.day_range(today, days))
+with st.spinner(t("overview.loading", n=days)):
+    usage = data.daily(ctx.store, ctx.url, *data.day_range(today, days))
 st.subheader(t("overview.over_time", n=days))
 if usage.empty:
     st.caption(t("overview.no_usage"))
@@ -102,11 +104,14 @@ heat_days = usage[usage["day"] >= data.day_range(today, min(days, 90))[0]]
 st.plotly_chart(charts.utilization_heatmap(heat_days, data.user_limits(policy, directory), names),
                 key="ov_heatmap", width="stretch")
 
-st.subheader(t("overview.sizes", n=SIZE_DAYS))
-recent = data.ledger(ctx.store, ctx.url, (now - timedelta(days=SIZE_DAYS)).replace(minute=0, second=0,
-                                                                                     microsecond=0).timestamp(),
-                     data.minute_ceiling(now))
-if recent.empty:
+# Request sizes come from raw ledger events: today's (already read), or the last week's early in the day.
+sized = events_today
+if len(sized) < MIN_SIZED:
+    sized = data.ledger(ctx.store, ctx.url, (now - timedelta(days=SIZE_DAYS)).replace(minute=0, second=0,
+                                                                                    microsecond=0).timestamp(),
+                        data.minute_ceiling(now))
+st.subheader(t("overview.sizes_today") if sized is events_today else t("overview.sizes", n=SIZE_DAYS))
+if sized.empty:
     st.caption(t("overview.no_events"))
 else:
-    st.plotly_chart(charts.size_histogram(recent), key="ov_sizes", width="stretch")
+    st.plotly_chart(charts.size_histogram(sized), key="ov_sizes", width="stretch")

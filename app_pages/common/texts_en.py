@@ -83,7 +83,7 @@ TEXTS = {
     "overview.heatmap": "Users × days: share of each user's limit spent",
     "overview.heatmap_help": "The 40 heaviest users of the period (up to 90 days); 100% = the user's whole "
                              "total limit spent that day.",
-    "overview.sizes": "Request sizes, last {n} days", "overview.no_events": "No requests in this period.",
+    "overview.sizes_today": "Request sizes today", "overview.loading": "Reading {n} days of rollups…", "overview.sizes": "Request sizes, last {n} days", "overview.no_events": "No requests in this period.",
     # explain
     "explain.title": "Explain a limit",
     "explain.intro": "Why is someone limited? Pick a user and a model to see every budget that applies, where it "

@@ -74,7 +74,7 @@ TEXTS = {
     "overview.top_users": "用量最多的用户", "overview.top_models": "用量最多的模型",
     "overview.heatmap": "用户 × 日期：每天用掉的额度比例",
     "overview.heatmap_help": "此时间范围（最多 90 天）内用量最多的 40 个用户；100% 表示当天用完了该用户的全部总额度。",
-    "overview.sizes": "最近 {n} 天的请求大小", "overview.no_events": "此时间范围内没有请求。",
+    "overview.sizes_today": "今日请求大小", "overview.loading": "正在读取 {n} 天的汇总数据…", "overview.sizes": "最近 {n} 天的请求大小", "overview.no_events": "此时间范围内没有请求。",
     # 额度说明
     "explain.title": "额度说明",
     "explain.intro": "为什么某人被限制？选择用户和模型，查看适用的每项额度、其来源以及剩余多少。",
