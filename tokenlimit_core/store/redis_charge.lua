@@ -4,7 +4,7 @@
 -- ARGV: 1 prefix, 2 amount, 3 enforce (1/0), 4 warn threshold, 5 budgets n, 6 grace s, 7 stream maxlen,
 --       8 now, 9 ledger retention s (0 = keep), 10 ts, 11 request id, 12 day, 13 user, 14 model,
 --       15 estimated prompt, 16 cost ('' = none), then n x (limit, window end, counter name),
---       then the event's other field/value pairs
+--       then the event's other fields as a JSON array [field, value, ...] of strings
 -- Returns {charged, verdict's charge, decision, deciding (0 = none), reason, duplicate,
 --          then used, pending, granted of each budget before the charge}.
 local prefix, amount = ARGV[1], tonumber(ARGV[2])
@@ -41,7 +41,7 @@ local fields = {'request_id', rid, 'ts', ARGV[10], 'day', ARGV[12], 'user_id', A
                 'status', charge and 'pending' or 'denied'}
 if ARGV[16] ~= '' then fields[#fields + 1] = 'cost'; fields[#fields + 1] = ARGV[16] end
 if deciding > 0 then fields[#fields + 1] = 'deciding'; fields[#fields + 1] = names[deciding] end
-for a = 17 + n * 3, #ARGV do fields[#fields + 1] = ARGV[a] end
+for _, x in ipairs(cjson.decode(ARGV[17 + n * 3])) do fields[#fields + 1] = x end
 stream_add(KEYS[5], maxlen, fields)
 
 if charge then

@@ -121,3 +121,9 @@ local function audit_entry(list, ts, actor, action, detail_json)
   redis.call('LPUSH', list, '{"ts":' .. ts .. ',"actor":' .. cjson.encode(actor) .. ',"action":"' .. action ..
     '","detail":' .. detail_json .. '}')
 end
+
+-- A hash's HGETALL reply as one JSON string (one bulk reply parses much faster than a long array).
+local function as_json(flat)
+  if #flat == 0 then return '[]' end
+  return cjson.encode(flat)
+end

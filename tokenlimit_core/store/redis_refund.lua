@@ -1,7 +1,7 @@
 -- Store.refund: give back what a pending or settled request counts for, once, in one atomic step.
 -- KEYS: 1 request hash, 2 stream, 3 audit
 -- ARGV: 1 prefix, 2 actor, 3 now, 4 stream maxlen, 5 request id
--- Returns the refunded event's hash (flat), or nil when there is nothing to refund.
+-- Returns the refunded event's hash (flat, as JSON), or nil when there is nothing to refund.
 local h = KEYS[1]
 local status = redis.call('HGET', h, 'status')
 if not status or status == 'refunded' or status == 'denied' then return false end
@@ -28,4 +28,4 @@ audit_entry(KEYS[3], ARGV[3], ARGV[2], 'refund',
   '{"request_id":' .. cjson.encode(ARGV[5]) .. ',"tokens":' .. string.format('%d', before[1]) .. '}')
 local flat = redis.call('HGETALL', h)
 stream_add(KEYS[2], tonumber(ARGV[4]), flat)
-return flat
+return as_json(flat)

@@ -2,7 +2,7 @@
 -- KEYS: 1 request hash, 2 stream
 -- ARGV: 1 prefix, 2 prompt, 3 completion, 4 source, 5 cost ('' = keep the estimate's), 6 now,
 --       7 stream maxlen, 8 request id
--- Returns the settled event's hash (flat), or nil when the request is not pending here.
+-- Returns the settled event's hash (flat, as JSON), or nil when the request is not pending here.
 local h = KEYS[1]
 local ev = redis.call('HMGET', h, '_amount', '_keys', '_pq', 'charged', 'est_prompt', 'cost', 'day', 'user_id',
                       'model')
@@ -30,4 +30,4 @@ roll(ARGV[1], ev[7], ev[8], ev[9], delta({charged, est_prompt, charged - est_pro
                                          {prompt + completion, prompt, completion, cost}, 0, 0))
 local flat = redis.call('HGETALL', h)
 stream_add(KEYS[2], tonumber(ARGV[7]), flat)
-return flat
+return as_json(flat)

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Optional
 from .base import (SCHEMA_VERSION, AuditEntry, ChargeRequest, ChargeResult, Counter, CounterKey, DailyUsage,
                    LedgerEvent, PolicyRecord, Settlement, StoreError, StoreUnavailable, UserInfo, Verdict)
 from .redis_connection import ErrorMapper, RedisOptions, connect, display_url, load_scripts, split_options
-from .redis_layout import (SEP, SET_BY_CHARGE, KeyLayout, event_from_flat, event_from_hash, event_pairs,
+from .redis_layout import (SEP, SET_BY_CHARGE, KeyLayout, event_from_flat, event_pairs,
                            number_text, pack_usage, text, unpack_usage)
 
 CHUNK = 1000  # request hashes read per pipeline round trip
@@ -100,7 +100,7 @@ class RedisStore:
                            "" if event.cost is None else number_text(float(event.cost))]
         for b in budgets:
             args += [int(b.limit), number_text(float(b.expires_at)), str(b.key)]
-        args += event_pairs(event, skip=SET_BY_CHARGE)
+        args.append(json.dumps(event_pairs(event, skip=SET_BY_CHARGE), ensure_ascii=False))
         raw = self._run("charge a request", "charge", keys, args)
         charged, charge, decision, deciding, reason, duplicate = raw[:6]
         flat = [int(x) for x in raw[6:]]
@@ -115,14 +115,14 @@ class RedisStore:
         raw = self._run("settle a request", "settle", [self.keys.request(request_id), self.keys.stream],
                         [self.keys.prefix, int(settlement.prompt_tokens), int(settlement.completion_tokens),
                          settlement.source, cost, repr(float(now)), self.options.stream_maxlen, request_id])
-        return event_from_flat(raw) if raw else None
+        return event_from_flat(json.loads(raw)) if raw else None
 
     def refund(self, request_id: str, actor: str) -> Optional[LedgerEvent]:
         """Give back what a pending or settled request counts for, once."""
         raw = self._run("refund a request", "refund",
                         [self.keys.request(request_id), self.keys.stream, self.keys.audit],
                         [self.keys.prefix, actor, repr(time.time()), self.options.stream_maxlen, request_id])
-        return event_from_flat(raw) if raw else None
+        return event_from_flat(json.loads(raw)) if raw else None
 
     def grant(self, key: CounterKey, tokens: int, expires_at: float, actor: str) -> Counter:
         """Extra tokens on a counter (audited)."""
@@ -161,24 +161,21 @@ class RedisStore:
     # -- history
     def get_event(self, request_id: str) -> Optional[LedgerEvent]:
         """One ledger event, or None."""
-        return event_from_hash(self._call("read a ledger event", self._client.hgetall,
-                                          self.keys.request(request_id)))
+        return self._events([request_id])[0]
 
     def ledger(self, start: float, end: float, user_id: Optional[str] = None) -> list[LedgerEvent]:
         """Ledger events with start <= ts < end, of everyone or one user."""
         index = self.keys.ledger if user_id is None else self.keys.user_ledger(user_id)
+        ids = [text(rid) for rid in self._call("read the ledger", self._client.zrangebyscore, index,
+                                                 repr(float(start)), f"({float(end)!r}")]
+        out = []
+        for at in range(0, len(ids), CHUNK):
+            out += [e for e in self._events(ids[at:at + CHUNK]) if e is not None]
+        return out
 
-        def read():
-            ids = self._client.zrangebyscore(index, repr(float(start)), f"({float(end)!r}")
-            out = []
-            for at in range(0, len(ids), CHUNK):
-                pipe = self._client.pipeline(transaction=False)
-                for rid in ids[at:at + CHUNK]:
-                    pipe.hgetall(self.keys.request(text(rid)))
-                out += [e for e in map(event_from_hash, pipe.execute()) if e is not None]
-            return out
-
-        return self._call("read the ledger", read)
+    def _events(self, request_ids: list[str]) -> list[Optional[LedgerEvent]]:
+        raw = self._run("read ledger events", "events", [self.keys.request(r) for r in request_ids], [])
+        return [event_from_flat(flat) for flat in json.loads(raw)]
 
     def daily_usage(self, first_day: str, last_day: str, user_id: Optional[str] = None) -> list[DailyUsage]:
         """Daily rollups of the days from first_day to last_day, of everyone or one user."""
