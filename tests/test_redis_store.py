@@ -109,6 +109,9 @@ def test_every_operation_matches_the_memory_reference(server, ops):
             for r in got] == [(r.day, r.user_id, r.model, r.tokens, r.prompt_tokens, r.completion_tokens,
                                r.requests, r.denied) for r in want]
     assert [r.cost for r in got] == pytest.approx([r.cost for r in want], abs=1e-9)
+    months = sut.monthly_usage("2026-01", "2026-12")
+    assert [(r.day, r.model, r.tokens, r.requests, r.denied) for r in months] == [
+        (r.day, r.model, r.tokens, r.requests, r.denied) for r in ref.monthly_usage("2026-01", "2026-12")]
     assert [(a.actor, a.action, a.detail) for a in sut.audit_log(500)] == [
         (a.actor, a.action, a.detail) for a in ref.audit_log(500)]
     sut.close()
@@ -225,3 +228,22 @@ def test_zero_token_requests_settle_and_refund(store):
     assert store.refund("z2", "admin").status == "refunded"
     [counter] = store.counters([key])
     assert (counter.used, counter.pending) == (0, 0)
+
+
+def test_monthly_rollups_stay_the_sum_of_their_days(store):
+    from tokenlimit_core.store import DailyUsage
+
+    key = CounterKey("user:u1:total", "w")
+    store.charge(request("live", 30, [BudgetCharge(key, -1, FAR)]))  # day 2026-12-05, live traffic
+    store.settle("live", Settlement(10, 5, "openai"), time.time())
+    days = [DailyUsage(f"2026-12-0{d}", "u1", "m", tokens=100 * d, requests=d, cost=0.25) for d in (1, 2)]
+    store.put_history(days, [])
+    store.put_history([DailyUsage("2026-12-02", "u1", "m", tokens=7, requests=1)], [])  # set semantics
+    store.put_history(days[:1], [])  # loading again changes nothing
+    daily = store.daily_usage("2026-12-01", "2026-12-31")
+    [month] = [r for r in store.monthly_usage("2026-12", "2026-12") if r.model == "m"]
+    mine = [r for r in daily if r.model == "m"]
+    assert month.tokens == sum(r.tokens for r in mine) == 100 + 7 + 15
+    assert month.requests == sum(r.requests for r in mine) == 3
+    assert month.cost == pytest.approx(sum(r.cost for r in mine)) == 0.25 + 0.03
+    assert [r.day for r in store.monthly_usage("2026-01", "2026-12", user_id="u1")] == ["2026-12"]

@@ -129,7 +129,7 @@ class ErrorMapper:
             raise StoreError(f"Redis store {self.shown} failed to {what}: {self.scrub(str(exc))}") from None
 
 
-SCRIPT_NAMES = ("charge", "settle", "refund", "grant", "reset", "policy", "put_event", "oldest", "events")
+SCRIPT_NAMES = ("charge", "settle", "refund", "grant", "reset", "policy", "put_event", "oldest", "events", "put_daily")
 
 
 def load_scripts(client: redis.Redis) -> dict[str, Any]:

@@ -13,12 +13,14 @@ Open WebUI keeps both apart. The layout, by key suffix:
     ledger / lu:<user>     zset    request ids by time, all and per user
     stream                 stream  every ledger change, capped with MAXLEN ~
     days                   zset    days that have rollups; d:<day> and du:<user> hashes hold them
+    months                 zset    months ('YYYY-MM') with rollups; m:<month> and mu:<user> hashes hold them
     users / audit          hash / list  user directory (JSON per id) and audit trail (newest first)
 
 Rollup hashes hold one field per (user, model) of a day (`d:<day>`) and per
-(day, model) of a user (`du:<user>`); the value packs the six numbers of a
-`DailyUsage` as "tokens prompt completion requests denied cost", which the
-Lua scripts update in place.
+(day, model) of a user (`du:<user>`), and the same per month (`m:`, `mu:`);
+the value packs the six numbers of a `DailyUsage` as "tokens prompt completion
+requests denied cost", which the Lua scripts update in place. Monthly rollups
+are kept as days change, so a year's overview reads 12 months, not 365 days.
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ class KeyLayout:
         self.ledger = prefix + "ledger"
         self.stream = prefix + "stream"
         self.days = prefix + "days"
+        self.months = prefix + "months"
         self.users = prefix + "users"
         self.audit = prefix + "audit"
 
@@ -65,6 +68,12 @@ class KeyLayout:
 
     def user_rollup(self, user_id: str) -> str:
         return f"{self.prefix}du:{user_id}"
+
+    def month_rollup(self, month: str) -> str:
+        return f"{self.prefix}m:{month}"
+
+    def user_month_rollup(self, user_id: str) -> str:
+        return f"{self.prefix}mu:{user_id}"
 
 
 def _field_types() -> dict[str, type]:

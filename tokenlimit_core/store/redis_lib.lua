@@ -73,12 +73,28 @@ local function roll_field(key, field, d)
   return old ~= false
 end
 
--- Moves the daily rollup of (day, user, model), indexed by day and by user.
-local function roll(prefix, day, user, model, d)
-  if not roll_field(prefix .. 'd:' .. day, user .. SEP .. model, d) then
-    redis.call('ZADD', prefix .. 'days', 0, day)  -- a day with rollups is listed once it has any
+-- Moves the rollup of (day or month, user, model) by `d`, indexed by period and by user.
+local function roll_period(prefix, kind, index, period, user, model, d)
+  if not roll_field(prefix .. kind .. ':' .. period, user .. SEP .. model, d) then
+    redis.call('ZADD', prefix .. index, 0, period)  -- a period is listed once it has any rollup
   end
-  roll_field(prefix .. 'du:' .. user, day .. SEP .. model, d)
+  roll_field(prefix .. kind .. 'u:' .. user, period .. SEP .. model, d)
+end
+
+-- Moves the daily rollup of (day, user, model) and the monthly one of its month ('YYYY-MM').
+local function roll(prefix, day, user, model, d)
+  roll_period(prefix, 'd', 'days', day, user, model, d)
+  roll_period(prefix, 'm', 'months', string.sub(day, 1, 7), user, model, d)
+end
+
+-- The six numbers of a packed rollup value (zeros when absent).
+local function unpack_rollup(value)
+  local v = {0, 0, 0, 0, 0, 0}
+  if value then
+    local i = 1
+    for x in string.gmatch(value, '[^ ]+') do v[i] = tonumber(x); i = i + 1 end
+  end
+  return v
 end
 
 -- The rollup change from `before` to `after` parts {tokens, prompt, completion, cost}.

@@ -179,27 +179,37 @@ class RedisStore:
 
     def daily_usage(self, first_day: str, last_day: str, user_id: Optional[str] = None) -> list[DailyUsage]:
         """Daily rollups of the days from first_day to last_day, of everyone or one user."""
-        if first_day > last_day:
+        return self._rollups(self.keys.days, self.keys.day_rollup, self.keys.user_rollup, first_day, last_day,
+                             user_id)
+
+    def monthly_usage(self, first_month: str, last_month: str, user_id: Optional[str] = None) -> list[DailyUsage]:
+        """Monthly rollups ('YYYY-MM' in `day`) from first_month to last_month, of everyone or one user."""
+        return self._rollups(self.keys.months, self.keys.month_rollup, self.keys.user_month_rollup, first_month,
+                             last_month, user_id)
+
+    def _rollups(self, index: str, period_key, user_key, first: str, last: str,
+                 user_id: Optional[str]) -> list[DailyUsage]:
+        if first > last:
             return []
         rows = []
         if user_id is not None:
-            raw = self._call("read daily usage", self._client.hgetall, self.keys.user_rollup(user_id))
+            raw = self._call("read usage totals", self._client.hgetall, user_key(user_id))
             for field, value in raw.items():
-                day, model = text(field).split(SEP, 1)
-                if first_day <= day <= last_day:
-                    rows.append(unpack_usage(day, user_id, model, value))
-        else:
-            def read():
-                days = [text(d) for d in self._client.zrangebylex(self.keys.days, f"[{first_day}", f"[{last_day}")]
-                pipe = self._client.pipeline(transaction=False)
-                for day in days:
-                    pipe.hgetall(self.keys.day_rollup(day))
-                return list(zip(days, pipe.execute()))
-
-            for day, raw in self._call("read daily usage", read):  # days come in order
-                rows += sorted(unpack_usage(day, *field.decode().split(SEP, 1), value) for field, value in raw.items())
+                period, model = text(field).split(SEP, 1)
+                if first <= period <= last:
+                    rows.append(unpack_usage(period, user_id, model, value))
+            rows.sort()  # by (period, user, model), as the memory store orders them
             return [DailyUsage(*row) for row in rows]
-        rows.sort()  # by (day, user, model), as the memory store orders them
+
+        def read():
+            periods = [text(p) for p in self._client.zrangebylex(index, f"[{first}", f"[{last}")]
+            pipe = self._client.pipeline(transaction=False)
+            for period in periods:
+                pipe.hgetall(period_key(period))
+            return list(zip(periods, pipe.execute()))
+
+        for period, raw in self._call("read usage totals", read):  # periods come in order
+            rows += sorted(unpack_usage(period, *field.decode().split(SEP, 1), value) for field, value in raw.items())
         return [DailyUsage(*row) for row in rows]
 
     # -- bulk
@@ -207,10 +217,11 @@ class RedisStore:
         """Bulk-load rollups and ledger events (set semantics: loading twice changes nothing)."""
         def write(batch_daily, batch_events):
             pipe = self._client.pipeline(transaction=False)
-            for row in batch_daily:
-                pipe.hset(self.keys.day_rollup(row.day), f"{row.user_id}{SEP}{row.model}", pack_usage(row))
-                pipe.hset(self.keys.user_rollup(row.user_id), f"{row.day}{SEP}{row.model}", pack_usage(row))
-                pipe.zadd(self.keys.days, {row.day: 0})
+            if batch_daily:
+                args = [self.keys.prefix]
+                for row in batch_daily:
+                    args += [row.day, row.user_id, row.model, pack_usage(row)]
+                self._scripts["put_daily"](keys=[], args=args, client=pipe)
             now = repr(time.time())
             for ev in batch_events:
                 self._scripts["put_event"](
