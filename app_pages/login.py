@@ -23,7 +23,7 @@ with st.form("login_form"):
         name = st.text_input(t("login.email"), key="login_email", help=t("login.openwebui_help",
                                                                          url=auth.openwebui_url()))
     password = st.text_input(t("login.password"), type="password", key="login_password")
-    submitted = st.form_submit_button(t("login.submit"), type="primary")
+    submitted = st.form_submit_button(t("login.submit"), type="primary", key="login_submit")
 
 if submitted:
     try:

@@ -99,11 +99,11 @@ def test_login_page_refuses_a_wrong_password_and_admits_the_right_one(monkeypatc
     assert texts(at.title) == ["Sign in to tokenlimit"]
     at.text_input(key="login_name").input("ann")
     at.text_input(key="login_password").input("wrong")
-    at.button[0].click().run()
+    at.button(key="login_submit").click().run()
     assert "Wrong name or password" in " ".join(texts(at.error))
     assert "panel_user" not in at.session_state
     at.text_input(key="login_password").input(PASSWORD)
-    at.button[0].click().run()
+    at.button(key="login_submit").click().run()
     assert not at.exception
     assert texts(at.title) == ["Overview"]
     assert at.session_state["panel_user"]["actor"] == "ann"
@@ -120,11 +120,11 @@ def test_openwebui_sign_in_through_the_login_page(monkeypatch, openwebui):
     at = app(monkeypatch, new_store_url(), password=None, signed_in=None, openwebui=openwebui["url"]).run()
     at.text_input(key="login_email").input("kim@example.com")
     at.text_input(key="login_password").input("pw-user")
-    at.button[0].click().run()
+    at.button(key="login_submit").click().run()
     assert "only admins may use the panel" in " ".join(texts(at.error))
     at.text_input(key="login_email").input("root@example.com")
     at.text_input(key="login_password").input("pw-admin")
-    at.button[0].click().run()
+    at.button(key="login_submit").click().run()
     assert texts(at.title) == ["Overview"]
 
 
