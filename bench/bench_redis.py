@@ -13,7 +13,7 @@ Prints a table and writes bench/results/redis.json.
 
 History: the year of daily rollups (1,000 users × 3 models) and one ledger event per user and
 day are bulk-loaded into Redis (`put_history`), then the panel's queries are timed: every
-user's daily usage over the year, over the last week, one user's year, one day of ledger.
+user's monthly and daily usage over the year, over the last week, one user's year, one day of ledger.
 """
 from __future__ import annotations
 
@@ -140,6 +140,7 @@ def history_queries(url: str, users: int, days: int, repeat: int) -> dict:
     last_day = day_list[-1]
     day_start = datetime.fromisoformat(last_day).replace(tzinfo=timezone.utc).timestamp()
     queries = {
+        "monthly_usage, everyone, whole period": lambda: store.monthly_usage(day_list[0][:7], last_day[:7]),
         "daily_usage, everyone, whole period": lambda: store.daily_usage(day_list[0], last_day),
         "daily_usage, everyone, last 7 days": lambda: store.daily_usage(day_list[-7], last_day),
         "daily_usage, one user, whole period": lambda: store.daily_usage(day_list[0], last_day, "user0007"),
@@ -260,9 +261,9 @@ def report(r: dict) -> None:
         h = r["history"]
         print(f"\nhistory on redis: {h['users']:,} users × {h['days']} days ({h['daily_rows']:,} daily rows, "
               f"{h['events']:,} ledger events) loaded in {h['load_s']:.1f} s")
-        print(f"{'query':<40}{'rows':>10}{'median ms':>12}{'max ms':>10}")
+        print(f"{'query':<42}{'rows':>10}{'median ms':>12}{'max ms':>10}")
         for name, q in h["queries"].items():
-            print(f"{name:<40}{q['rows']:>10,}{q['median_ms']:>12.1f}{q['max_ms']:>10.1f}")
+            print(f"{name:<42}{q['rows']:>10,}{q['median_ms']:>12.1f}{q['max_ms']:>10.1f}")
     best = by[("redis", "engine", 1)]["pairs_per_s"]
     print(f"\ngoal (≥ {GOAL:,} check+settle pairs/s from one process, through the engine): "
           f"{'met' if best >= GOAL else 'NOT met'} ({best:,.0f}/s)")
