@@ -200,6 +200,7 @@ def main(argv=None) -> int:
     else:
         print("the TinyDB store (tokenlimit_core/store/tinydb_store.py) is absent: no comparison in this run")
     results: dict = {"config": {"pairs": pairs, "processes": args.processes, "users": USERS, "cpus": _cpus(),
+                                "load_average_before": _load(),
                                 "python": platform.python_version(), "when": datetime.now(timezone.utc).isoformat()},
                      "cases": []}
     try:
@@ -215,6 +216,7 @@ def main(argv=None) -> int:
             print(f"redis: loading {h_users} users × {h_days} days of history, then timing queries...", flush=True)
             results["history"] = history_queries(base + ("&" if "?" in base else "?") + f"prefix={prefix}h:",
                                                  h_users, h_days, repeat=3 if not args.quick else 2)
+        results["config"]["load_average_after"] = _load()
         if proc is not None:
             results["config"]["redis_version"] = open_store(stores["redis"]).info().get("redis_version")
     finally:
@@ -229,6 +231,12 @@ def main(argv=None) -> int:
     return 0
 
 
+def _load() -> list[float]:
+    """The machine's 1/5/15-minute load averages: other work on the same cores skews every figure."""
+    import os
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def _cpus() -> int:
     try:
         import os
@@ -241,7 +249,8 @@ def report(r: dict) -> None:
     """Print the table, the ratios measured in this run, and whether the goal was met."""
     cfg = r["config"]
     print(f"\n{cfg['pairs']} pairs per case, {cfg['users']} users, {cfg['cpus']} CPU(s); loopback Redis "
-          f"{cfg.get('redis_version', '')}\n")
+          f"{cfg.get('redis_version', '')}; load average before/after {cfg['load_average_before'][0]}"
+          f"/{cfg['load_average_after'][0]}\n")
     print(f"{'store':<8}{'pair':<8}{'procs':>6}{'pairs/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}")
     by = {(c["store"], c["kind"], c["processes"]): c for c in r["cases"]}
     for c in r["cases"]:
