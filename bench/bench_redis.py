@@ -80,11 +80,12 @@ def direct_pairs(url: str, pairs: int, tag: str, ready=lambda: None) -> tuple[li
 
 
 def engine_pairs(url: str, pairs: int, tag: str, ready=lambda: None) -> tuple[list[float], float, float]:
-    """Seconds per Engine.check+Engine.settle pair (users and message cache warmed first), and the loop's times."""
+    """Seconds per Engine.check+Engine.settle pair (users, models and caches warmed first), and the loop's times."""
     store, rng = open_store(url), random.Random(tag)
     engine = Engine(store, seed=Policy(roles={"user": 10**12}, model_limits={"gpt-4o": 10**12}))
-    for u in range(USERS):
-        engine.check(UserInfo(f"user{u:03d}", role="user"), "gpt-4o", BODY, request_id=f"{tag}-warm-{u}")
+    for u in range(USERS):  # every user and model once: directory, message cache, each model's tokenizer
+        for model in MODELS:
+            engine.check(UserInfo(f"user{u:03d}", role="user"), model, BODY, request_id=f"{tag}-warm-{u}-{model}")
     ready()
     out, started = [], time.perf_counter()
     for i in range(pairs):
