@@ -137,3 +137,14 @@ def test_without_a_password_the_panel_is_read_only_and_says_so(monkeypatch):
     assert "Read-only session" in all_text(at)
     at.switch_page("app_pages/users.py").run()
     assert at.button(key="us_grant").disabled and at.button(key="us_refund").disabled
+
+
+def test_password_from_streamlit_secrets(monkeypatch):
+    at = app(monkeypatch, new_store_url(), password=None, signed_in=None)
+    at.secrets["TOKEN_LIMIT_ADMIN_PASSWORD"] = "from-secrets"
+    at.run()
+    assert texts(at.title) == ["Sign in to tokenlimit"]
+    at.text_input(key="login_name").input("sam")
+    at.text_input(key="login_password").input("from-secrets")
+    at.button(key="login_submit").click().run()
+    assert texts(at.title) == ["Overview"] and at.session_state["panel_user"]["actor"] == "sam"
