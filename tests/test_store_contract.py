@@ -96,6 +96,17 @@ def test_daily_usage_rolls_up_charges_and_settles(store):
     assert [r.user_id for r in store.daily_usage("2026-12-01", "2026-12-31", user_id="u1")] == ["u1", "u1"]
 
 
+def test_monthly_usage_sums_days(store):
+    from tokenlimit_core.store import DailyUsage
+
+    store.put_history([DailyUsage("2025-01-0%d" % d, "u1", "m", tokens=10 * d, requests=1, cost=0.5)
+                       for d in range(1, 4)] + [DailyUsage("2025-02-01", "u1", "m", tokens=7, requests=1)], [])
+    rows = store.monthly_usage("2025-01", "2025-02")
+    assert [(r.day, r.tokens, r.requests) for r in rows] == [("2025-01", 60, 3), ("2025-02", 7, 1)]
+    assert rows[0].cost == pytest.approx(1.5)
+    assert store.monthly_usage("2025-02", "2025-02", user_id="nobody") == []
+
+
 def test_refund_pending_and_settled(store):
     charge(store, "r1", 40)
     charge(store, "r2", 30)
