@@ -112,8 +112,9 @@ def test_encoding_per_model_family():
     assert encoding_for("gpt-4o-mini") == "o200k_base"
     assert encoding_for("o3-mini") == "o200k_base"
     assert encoding_for("gpt-4") == "cl100k_base"
-    assert encoding_for("llama3:8b") == "cl100k_base"
+    assert encoding_for("llama2:7b") == encoding_for("mistral") == "cl100k_base"
     assert encoding_for("qwen3:8b") == encoding_for("Qwen/Qwen2.5-7B") == "qwen3"
+    assert encoding_for("llama3.1:8b") == encoding_for("meta-llama/Llama-3.3-70B-Instruct") == "llama3"
 
 
 @pytest.fixture
@@ -160,7 +161,7 @@ def test_calibration_decides_the_encoding(estimator):
     assert on_cl100k.method == "tiktoken:cl100k_base"
     older = Calibration(fitted_on="calibration.jsonl: 365 conversations; tiktoken:cl100k_base; 2026-12-01")
     assert estimator.estimate(CHINESE, "qwen3:8b", older).method == "tiktoken:cl100k_base"
-    assert estimator.estimate(CHINESE, "llama3", Calibration(encoding="qwen3")).method == "quicktok:qwen3"
+    assert estimator.estimate(CHINESE, "mistral", Calibration(encoding="qwen3")).method == "quicktok:qwen3"
 
 
 def test_calibration_on_a_missing_encoding_gives_way_to_its_twin(without_quicktok, caplog):

@@ -25,7 +25,7 @@ def quicktok_or_skip():
     return quicktok
 
 
-@pytest.mark.parametrize("name", ["cl100k_base", "o200k_base", "qwen3"])
+@pytest.mark.parametrize("name", ["cl100k_base", "o200k_base", "qwen3", "llama3"])
 def test_counting_never_raises(name):
     tokenizer = Tokenizer(name)
     for text in ODD:
@@ -39,6 +39,7 @@ def test_quicktok_serves_its_encodings_first_and_agrees_with_tiktoken():
     quicktok = quicktok_or_skip()
     assert Tokenizer("o200k_base").method == "quicktok:o200k_base"  # local: no download attempt
     assert Tokenizer("qwen3").method == "quicktok:qwen3"
+    assert Tokenizer("llama3").method == "quicktok:llama3"
     assert Tokenizer("cl100k_base").method == "tiktoken:cl100k_base"  # tiktoken stays the cl100k reference
     ours, theirs = Tokenizer("cl100k_base"), quicktok.get_encoding("cl100k_base")
     for text in ODD[1:] + ["Hello, world! 你好，世界。 def f(x): return x ** 2"]:

