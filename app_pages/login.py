@@ -16,7 +16,8 @@ if len(methods) > 1:
     method = st.radio(t("login.method"), methods, key="login_method", horizontal=True,
                       format_func=lambda m: t(f"login.method_{m}"))
 
-with st.form("login_form"):
+form_column, _ = st.columns([2, 3])
+with form_column.form("login_form"):
     if method == "password":
         name = st.text_input(t("login.name"), key="login_name", help=t("login.name_help"))
     else:

@@ -148,3 +148,8 @@ def test_password_from_streamlit_secrets(monkeypatch):
     at.text_input(key="login_password").input("from-secrets")
     at.button(key="login_submit").click().run()
     assert texts(at.title) == ["Overview"] and at.session_state["panel_user"]["actor"] == "sam"
+
+
+def test_login_page_does_not_show_the_store(monkeypatch):
+    at = app(monkeypatch, new_store_url(), signed_in=None).run()
+    assert not at.sidebar.code and "Store in use" not in texts(at.sidebar.caption)

@@ -28,11 +28,11 @@ class PageContext:
 
 def sidebar(access: auth.Access | None) -> None:
     """The store in use, who is signed in, sign-out and reconnect."""
+    if access is None:
+        return  # nothing about the deployment before signing in
     bar = st.sidebar
     bar.caption(t("sidebar.store"))
     bar.code(shown_url(), language=None, wrap_lines=True)
-    if access is None:
-        return
     if access.via == "read-only":
         bar.info(t("sidebar.read_only", var=auth.PASSWORD_VAR), icon=":material/lock:")
     else:
