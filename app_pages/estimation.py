@@ -11,6 +11,7 @@ from app_pages.common.layout import context, flash, read_only_note
 from app_pages.common.policy_tables import policy_diff
 from app_pages.common.store_access import save_policy
 from tokenlimit_core import Calibration
+from tokenlimit_core.calibrate import apply as apply_calibration
 from tokenlimit_core.calibrate import fit_from_ledger
 from tokenlimit_core.estimate import calibration_for
 
@@ -99,7 +100,8 @@ if proposals:
                               columns=[t("diff.setting"), t("diff.before"), t("diff.after")]),
                  hide_index=True, width="stretch", key="est_fit_diff")
     if st.button(t("est.apply_fitted"), key="est_apply_fitted", type="primary", disabled=not ctx.access.can_write):
-        revision = save_policy(ctx.store, fitted_policy, ctx.access.actor, "calibration_fitted",
-                               {"models": sorted(proposals), "days": days})
+        # calibrate.apply re-reads the policy and retries when another admin saved meanwhile, and audits each model.
+        for model, values in proposals.items():
+            revision = apply_calibration(ctx.store, model, Calibration.model_validate(values), ctx.access.actor)
         st.session_state.pop("est_proposals", None)
         flash(t("est.applied", revision=revision))
