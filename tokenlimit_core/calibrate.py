@@ -36,7 +36,7 @@ COEFFICIENTS = {"tokens": "tokens", "han": "han", "kana_hangul": "kana_hangul", 
                 "messages": "per_message", "names": "per_name", "images": "per_image",
                 "han_tokens": "han_tokens", "other_tokens": "other_tokens", "cjk_punct": "cjk_punct",
                 "hangul": "hangul", "latin_ext": "latin_ext", "non_ascii": "non_ascii", "digits": "digits",
-                "space_han": "space_han", "han_runs": "han_runs"}
+                "space_han": "space_han"}
 # Counts that can only add tokens; script coefficients are corrections and may be negative.
 NON_NEGATIVE = {"overhead", "tokens", "per_message", "per_name", "per_image"}
 BASIC_FEATURES = ["tokens", "messages", "names", "images"]

@@ -24,7 +24,7 @@ log = logging.getLogger("tokenlimit.calibrate")
 
 # Every prompt coefficient that a scale multiplies (the web-UI overhead is fitted on its own).
 SCALED = ("tokens", "han", "kana_hangul", "cyrillic", "per_message", "per_name", "per_image", "han_tokens",
-          "other_tokens", "cjk_punct", "hangul", "latin_ext", "non_ascii", "digits", "space_han", "han_runs")
+          "other_tokens", "cjk_punct", "hangul", "latin_ext", "non_ascii", "digits", "space_han")
 MIN_EVENTS = 20
 
 

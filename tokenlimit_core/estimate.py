@@ -36,12 +36,11 @@ ENCODING_BY_PATTERN = {"gpt-4o*": "o200k_base", "gpt-4.1*": "o200k_base", "gpt-5
                        "qwen*": "qwen3", "*/qwen*": "qwen3",
                        "llama3*": "llama3", "llama-3*": "llama3", "*/llama3*": "llama3", "*/llama-3*": "llama3",
                        "*/meta-llama-3*": "llama3"}
-_ZEROS = (0,) * 15
-_ZEROS_9 = (0,) * 9
+_ZEROS = (0,) * 14
+_ZEROS_8 = (0,) * 8
 # Features beyond tokens, messages, names and images; computed only for calibrations that weigh them.
 DETAIL_COEFFICIENTS = ("han", "kana_hangul", "cyrillic", "han_tokens", "other_tokens", "cjk_punct", "hangul",
-                       "latin_ext", "non_ascii", "digits", "space_han", "han_runs")
-
+                       "latin_ext", "non_ascii", "digits", "space_han")
 
 
 # Characters by script come from one byte-translate pass over the UTF-8 text, classed by lead byte:
@@ -69,15 +68,11 @@ def _byte_class(byte: int) -> str:
 
 
 _BYTE_CLASS = "".join(map(_byte_class, range(256))).encode("ascii")
-# One byte per character: "h" for an ideograph, " " for anything else (continuation bytes deleted).
-_RUN_CLASS = bytes(0x68 if 0xE4 <= b <= 0xE9 else 0x20 for b in range(256))
-_CONTINUATION = bytes(range(0x80, 0xC0))
 
 
 def script_counts(text: str) -> tuple[int, ...]:
-    """(han, kana_hangul, cyrillic, cjk_punct, hangul, latin_ext, non_ascii, digits, space_han, han_runs) of a text."""
-    raw = text.encode("utf-8", "surrogatepass")
-    kinds = raw.translate(_BYTE_CLASS)
+    """(han, kana_hangul, cyrillic, cjk_punct, hangul, latin_ext, non_ascii, digits, space_han) of a text."""
+    kinds = text.encode("utf-8", "surrogatepass").translate(_BYTE_CLASS)
     count = kinds.count
     cjk_punct = kana = fullwidth_rest = 0
     j, f = count(b"j"), count(b"f")
@@ -87,12 +82,8 @@ def script_counts(text: str) -> tuple[int, ...]:
         cjk_punct += count(b"f2")
         fullwidth_rest = count(b"f3")
     han, hangul, cyrillic, latin_ext = count(b"h"), count(b"g"), count(b"y"), count(b"l")
-    runs = 0
-    if han:  # runs of ideographs: Qwen-style pre-tokenizers merge within a run, never across
-        chars = raw.translate(_RUN_CLASS, _CONTINUATION)
-        runs = chars.count(b" h") + chars.startswith(b"h")
     return (han + cjk_punct + fullwidth_rest, kana + hangul, cyrillic, cjk_punct, hangul, latin_ext,
-            han + hangul + cyrillic + latin_ext + j + f + count(b"o"), count(b"d"), count(b"sh"), runs)
+            han + hangul + cyrillic + latin_ext + j + f + count(b"o"), count(b"d"), count(b"sh"))
 
 
 def token_kinds(ids: list[int], classes: bytes) -> tuple[int, int]:
@@ -123,7 +114,6 @@ class Features:
     non_ascii: int = 0  # non-ASCII characters
     digits: int = 0
     space_han: int = 0  # ideographs right after a space: tokenizers that glue the space on fall back to bytes
-    han_runs: int = 0  # maximal runs of consecutive ideographs
 
     def __add__(self, other: "Features") -> "Features":
         return Features(*(a + b for a, b in zip(self.astuple(), other.astuple())))
@@ -131,10 +121,10 @@ class Features:
     def astuple(self) -> tuple[int, ...]:
         return (self.tokens, self.han, self.kana_hangul, self.cyrillic, self.messages, self.names, self.images,
                 self.han_tokens, self.other_tokens, self.cjk_punct, self.hangul, self.latin_ext, self.non_ascii,
-                self.digits, self.space_han, self.han_runs)
+                self.digits, self.space_han)
 
 
-FEATURE_COUNT = 16
+FEATURE_COUNT = 15
 
 
 @dataclass(frozen=True)
@@ -214,7 +204,7 @@ class Estimator:
             return (tokenizer.count(text),) + _ZEROS
         if text.isascii():  # most text: no script counting needed
             raw = text.encode("ascii")
-            return (tokenizer.count(text),) + _ZEROS[:12] + (len(raw) - len(raw.translate(None, _DIGITS)), 0, 0)
+            return (tokenizer.count(text),) + _ZEROS[:12] + (len(raw) - len(raw.translate(None, _DIGITS)), 0)
         ids = tokenizer.token_ids(text)
         scripts = script_counts(text)
         if ids is None:
@@ -283,7 +273,7 @@ class Estimator:
         calls = message.get("tool_calls")
         if type(content) is str and not name and not calls:  # the usual message: one text
             if not detail:
-                return (count(content) + role_tokens, 0, 0, 0, 1, 0, 0) + _ZEROS_9
+                return (count(content) + role_tokens, 0, 0, 0, 1, 0, 0) + _ZEROS_8
             c = self._text_counts(content, tokenizer, detail)
             return (c[0] + role_tokens, c[1], c[2], c[3], 1, 0, 0) + c[7:]
         texts, images = ([content], 0) if isinstance(content, str) else _text_parts(content)
@@ -385,7 +375,7 @@ def apply_calibration(f: Features, c: Calibration, *, webui: bool = False) -> in
              + c.per_name * f.names + c.per_image * f.images + c.han_tokens * f.han_tokens
              + c.other_tokens * f.other_tokens + c.cjk_punct * f.cjk_punct + c.hangul * f.hangul
              + c.latin_ext * f.latin_ext + c.non_ascii * f.non_ascii + c.digits * f.digits
-             + c.space_han * f.space_han + c.han_runs * f.han_runs)
+             + c.space_han * f.space_han)
     return max(0, round(value))
 
 

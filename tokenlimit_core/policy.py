@@ -38,9 +38,9 @@ class Calibration(_Model):
     Features: cl100k tokens, han / kana_hangul / cyrillic characters, messages,
     names, images; and, for `calibrate.fit`, tokens carrying han / other
     non-ASCII bytes, CJK punctuation / hangul / accented Latin / non-ASCII /
-    digit characters, ideographs after a space and runs of ideographs (their
-    coefficients default to 0). Defaults reproduce OpenAI's published counting
-    rule. A calibration for `pattern` may have a twin fitted on cl100k_base under
+    digit characters and ideographs after a space (their coefficients default
+    to 0). Defaults reproduce OpenAI's published counting rule. A calibration
+    for `pattern` may have a twin fitted on cl100k_base under
     `pattern@cl100k_base`, used where its own encoding cannot be counted.
     """
 
@@ -61,7 +61,6 @@ class Calibration(_Model):
     non_ascii: float = 0.0
     digits: float = 0.0
     space_han: float = 0.0
-    han_runs: float = 0.0
     completion_scale: float = 1.0
     completion_expected: Optional[int] = Field(default=None, ge=0)
     fitted_on: Optional[str] = None
