@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     report = {"data": source, "fit_rows": len(fit_rows), "check_rows": len(check_rows),
               "goal": {"median": MEDIAN_GOAL, "p90": P90_GOAL}, "paths": {}}
     for path, encoding, title in (
-            ("own", None, "each family's own encoding where installed (quicktok-v1: o200k_base, qwen3), "
+            ("own", None, "each family's own encoding where installed (quicktok-v1: o200k_base, qwen3, llama3), "
                           "else cl100k_base — what the engine uses"),
             ("cl100k", "cl100k_base", "every family from cl100k_base features (the twin calibrations, "
                                       "used where quicktok-v1 is missing)")):
