@@ -3,8 +3,8 @@
 A 100-message chat of about 20,000 tokens built from the shared calibration
 texts. Goals (DESIGN.md): cold overhead ≤ 20 % over raw encoding; turn n+1 in
 ≤ 10 % of the cold time. Cases: gpt-4 with the counting rule (cl100k tokens
-only), llama3 with a fitted calibration that weighs all 15 features (the
-slowest path), turn n+1, and where quicktok-v1 is installed qwen3 against raw
+only), llama3 with its cl100k twin calibration, which weighs all 15 features
+(the slowest path; used where quicktok-v1 is missing), turn n+1, and where quicktok-v1 is installed qwen3 against raw
 quicktok qwen3 encoding. Prints a table and writes bench/results/estimate.json.
 
     python bench/bench_estimate.py [--repeat 30]
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     total_tokens = sum(len(encoding.encode_ordinary(m["content"])) for m in chat)
     body = {"messages": chat}
     next_turn = {"messages": chat + [{"role": "user", "content": "And what does that mean for my code?"}]}
-    # llama3 on cl100k weighs all 15 features (script counts, token kinds): the slowest estimate there is.
+    # llama3's cl100k twin weighs all 15 features (script counts, token kinds): the slowest estimate there is.
     every_feature = fitted_calibration("llama3", "cl100k_base")
     qwen_tokenizer = Tokenizer("qwen3")
     quicktok = qwen_tokenizer.method.startswith("quicktok:")

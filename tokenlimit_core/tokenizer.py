@@ -134,7 +134,7 @@ class Tokenizer:
 
 def _load_encoding(wanted: str) -> tuple[Any, str]:
     """(encoding, method): `wanted` from quicktok or tiktoken, else cl100k_base, else (None, "chars")."""
-    if wanted in QUICKTOK_ENCODINGS:  # local and exact: tried before tiktoken, which would download o200k
+    if wanted in QUICKTOK_ENCODINGS:  # local files: tried before tiktoken, which would download o200k_base
         encoding = _quicktok(wanted)
         if encoding is not None:
             return encoding, "quicktok:" + wanted
@@ -143,7 +143,7 @@ def _load_encoding(wanted: str) -> tuple[Any, str]:
     except ImportError:
         tiktoken = None
     if tiktoken is not None:
-        names = ([wanted] if wanted != "qwen3" else []) + \
+        names = ([wanted] if wanted not in ("qwen3", "llama3") else []) + \
             [n for n in (FALLBACK_ENCODING, FALLBACK_ENCODING + "_offline") if n != wanted]
         for name in names:
             try:
