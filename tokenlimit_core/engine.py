@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Optional
@@ -103,6 +104,9 @@ class Engine:
         self._revision = -1
         self._checked_at = 0.0
         self._seen: dict[str, tuple[UserInfo, float]] = {}
+        self._budgets: dict[tuple, list[Budget]] = {}  # resolve() per policy revision and request shape
+        # Requests this process charged, so the outlet needs no extra store read (bounded, oldest dropped).
+        self._charged: OrderedDict[str, LedgerEvent] = OrderedDict()
         self._outage = False
         self._lock = threading.Lock()
 
@@ -122,6 +126,7 @@ class Engine:
                 record = self.store.load_policy()
                 self._policy = Policy.from_json(record.policy_json)
                 self._revision = record.revision
+                self._budgets = {}
                 if self.seed is not None and self.seed != self._policy and record.actor != "seed":
                     self._report_seed_difference()
             self._checked_at = now
@@ -171,7 +176,7 @@ class Engine:
                                                webui=source == "webui")
         else:
             estimate = Estimate(1, 0, "disabled", Features())
-        budgets = resolve(policy, user.id, user.role, model, base_model=base_model, groups=list(user.groups))
+        budgets = self._resolve(policy, user, model, base_model)
         bounds = [window_bounds(b.window, now) for b in budgets]
         charges = tuple(BudgetCharge(CounterKey(b.scope, window_label(b.window, now)), b.limit, end.timestamp())
                         for b, (_, end) in zip(budgets, bounds))
@@ -185,6 +190,8 @@ class Engine:
                                                  policy.warning_threshold))
         self._recovered()  # only after the store answered: a cached policy proves nothing
         verdict = result.verdict
+        if result.charged and not result.duplicate:
+            self._remember(event)
         statuses = tuple(BudgetStatus(b, c, end) for b, c, (_, end) in zip(budgets, result.counters, bounds))
         if verdict.deciding is None:
             return Decision(result.charged, verdict.decision, request_id, estimate=estimate, budgets=statuses)
@@ -199,7 +206,7 @@ class Engine:
         """Replace a request's pending charge by its actual usage (once); None if nothing was pending."""
         now = now or self.clock()
         try:
-            event = self.store.get_event(request_id)
+            event = self._charged.pop(request_id, None) or self.store.get_event(request_id)
             if event is None or event.status != "pending":
                 return None
             policy = self.policy()
@@ -244,6 +251,22 @@ class Engine:
                 "remaining": -1 if total.budget.unlimited else max(total.remaining, 0), "current_request": current}
 
     # -- helpers
+    def _resolve(self, policy: Policy, user: UserInfo, model: str, base_model: Optional[str]) -> list[Budget]:
+        key = (self._revision, user.id, user.role, model, base_model, tuple(user.groups))
+        budgets = self._budgets.get(key)
+        if budgets is None:
+            budgets = resolve(policy, user.id, user.role, model, base_model=base_model, groups=list(user.groups))
+            if len(self._budgets) > 10_000:
+                self._budgets = {}
+            self._budgets[key] = budgets
+        return budgets
+
+    def _remember(self, event: LedgerEvent):
+        with self._lock:
+            self._charged[event.request_id] = event
+            if len(self._charged) > 10_000:
+                self._charged.popitem(last=False)
+
     def refusal_text(self, decision: Decision, language: str = "en") -> str:
         """The message a refused user reads, in their language."""
         policy = self._policy or Policy()

@@ -16,8 +16,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 Kind = Literal["day", "week", "month"]
 
 
+_ZONE_MEMO: list = [-1.0, None]
+
+
 def local_zone_name() -> Optional[str]:
     """The server's local IANA zone name when it can be told, else None (then UTC offsets are used)."""
+    now = monotonic()
+    if now - _ZONE_MEMO[0] < 1.0:  # asked for every window of every request: remember it for a second
+        return _ZONE_MEMO[1]
+    _ZONE_MEMO[:] = [now, _local_zone_name()]
+    return _ZONE_MEMO[1]
+
+
+def _local_zone_name() -> Optional[str]:
     import os
 
     if os.environ.get("TZ"):
@@ -106,15 +117,33 @@ def _window(spec: WindowSpec, now: datetime) -> tuple[date, datetime, datetime]:
     return first, start, end
 
 
+_RECENT: dict[tuple, tuple[date, datetime, datetime]] = {}
+
+
+def _cached_window(spec: WindowSpec, now: datetime) -> tuple[date, datetime, datetime]:
+    """`_window`, remembered per spec while `now` stays inside the window (the hot path asks every request)."""
+    if now.tzinfo is None:
+        raise ValueError("windows need an aware datetime")
+    key = (spec, spec.timezone or local_zone_name())
+    hit = _RECENT.get(key)
+    if hit is not None and hit[1] <= now < hit[2]:
+        return hit
+    found = _window(spec, now)
+    if len(_RECENT) > 1024:
+        _RECENT.clear()
+    _RECENT[key] = found
+    return found
+
+
 def window_bounds(spec: WindowSpec, now: datetime) -> tuple[datetime, datetime]:
     """(start, end) in UTC of the window containing `now` (an aware datetime)."""
-    _, start, end = _window(spec, now)
+    _, start, end = _cached_window(spec, now)
     return start, end
 
 
 def window_label(spec: WindowSpec, now: datetime) -> str:
     """A stable id for the window containing `now`: its first local day, e.g. '2026-12-04'."""
-    return _window(spec, now)[0].isoformat()
+    return _cached_window(spec, now)[0].isoformat()
 
 
 def usage_day(spec: WindowSpec, now: datetime) -> str:

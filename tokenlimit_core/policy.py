@@ -6,6 +6,7 @@ into the list of `Budget`s that apply to one request, each with a reason.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 from dataclasses import dataclass
 from typing import Literal, Optional
@@ -191,7 +192,12 @@ def pattern_specificity(pattern: str) -> tuple[int, int]:
 
 def best_match(patterns, model_ids: list[str]) -> Optional[str]:
     """The most specific pattern matching any of the model ids, or None."""
-    hits = [p for p in patterns if any(fnmatch.fnmatchcase(m, p) for m in model_ids if m)]
+    return _best_match(tuple(patterns), tuple(m for m in model_ids if m))
+
+
+@functools.lru_cache(maxsize=8192)
+def _best_match(patterns: tuple[str, ...], model_ids: tuple[str, ...]) -> Optional[str]:
+    hits = [p for p in patterns if any(fnmatch.fnmatchcase(m, p) for m in model_ids)]
     return max(hits, key=pattern_specificity) if hits else None
 
 
