@@ -75,6 +75,12 @@ def test_without_any_tokenizer_length_estimates(monkeypatch, without_quicktok):
     assert tokenizer.token_ids("abc") is None and tokenizer.token_classes() is None
 
 
+def test_chars_is_an_encoding_of_its_own():
+    tokenizer = Tokenizer("chars")  # what a calibration fitted without any tokenizer asks for
+    assert tokenizer.method == "chars" and tokenizer.count("abcd" * 10) == 10
+    assert encoding_available("chars")
+
+
 def test_count_by_length():
     assert count_by_length("") == 0
     assert count_by_length("abcd" * 10) == 10

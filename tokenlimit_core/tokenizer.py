@@ -134,6 +134,8 @@ class Tokenizer:
 
 def _load_encoding(wanted: str) -> tuple[Any, str]:
     """(encoding, method): `wanted` from quicktok or tiktoken, else cl100k_base, else (None, "chars")."""
+    if wanted == "chars":  # asked for by a calibration fitted without any tokenizer
+        return None, "chars"
     if wanted in QUICKTOK_ENCODINGS:  # local files: tried before tiktoken, which would download o200k_base
         encoding = _quicktok(wanted)
         if encoding is not None:
