@@ -32,3 +32,18 @@ def test_window_totals_shares_and_unlimited_users():
     assert data.user_limits(policy, directory) == {"boss": -1, "u1": 1000, "u2": 1000}
     daily = data.daily(store, url, "2026-12-01", "2026-12-31")
     assert daily[["user_id", "tokens", "requests"]].values.tolist() == [["u1", 900, 1]]
+
+
+def test_refresh_button_reads_the_store_again(monkeypatch):
+    from panel_support import app, demo_store, open_page
+
+    url = new_store_url()
+    store = demo_store(url, users=3, days=1)
+    at = open_page(app(monkeypatch, url), "users")
+    before = at.caption[0].value
+    store.touch_user(UserInfo("newcomer", "New Comer", "new@x", "user"))
+    at.run()
+    assert at.caption[0].value == before  # cached for 30 s
+    at.button(key="refresh").click().run()
+    total = len(store.users())
+    assert at.caption[0].value.startswith(f"{total} of {total} users")

@@ -40,6 +40,9 @@ def sidebar(access: auth.Access | None) -> None:
         if bar.button(t("sidebar.sign_out"), key="sign_out"):
             auth.sign_out()
             st.rerun()
+    if bar.button(t("sidebar.refresh"), key="refresh", help=t("sidebar.refresh_help")):
+        st.cache_data.clear()
+        st.rerun()
     if bar.button(t("sidebar.reconnect"), key="reconnect", help=t("sidebar.reconnect_help")):
         reconnect()
         st.cache_data.clear()

@@ -9,6 +9,8 @@ TEXTS = {
     "sidebar.read_only": "Read-only: no admin password is configured. Set {var} (or Streamlit secrets) to "
                          "edit limits and act on users.",
     "sidebar.signed_in": "Signed in as **{name}**", "sidebar.sign_out": "Sign out",
+    "sidebar.refresh": "Refresh data",
+    "sidebar.refresh_help": "Read the store again now (pages reuse what they read for 30 s; finished days for 10 min).",
     "sidebar.reconnect": "Reconnect to the store",
     "sidebar.reconnect_help": "Open the store again, e.g. after fixing its file or starting Redis.",
     "store.error": "The store cannot be used: {error}",

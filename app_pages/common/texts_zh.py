@@ -8,6 +8,8 @@ TEXTS = {
     "sidebar.store": "当前存储",
     "sidebar.read_only": "只读模式：未配置管理员密码。设置 {var}（或 Streamlit secrets）后即可编辑额度、操作用户。",
     "sidebar.signed_in": "已登录：**{name}**", "sidebar.sign_out": "退出登录",
+    "sidebar.refresh": "刷新数据",
+    "sidebar.refresh_help": "立即重新读取存储（页面会复用读取的数据 30 秒；已结束的日期为 10 分钟）。",
     "sidebar.reconnect": "重新连接存储",
     "sidebar.reconnect_help": "重新打开存储，例如修复文件或启动 Redis 之后。",
     "store.error": "无法使用存储：{error}",
