@@ -5,7 +5,7 @@ import pytest
 
 from conftest import missing_service
 from tokenlimit_core import tokenizer as tk
-from tokenlimit_core.tokenizer import MAX_TOKENIZE_CHARS, Tokenizer, count_by_length, encoding_available
+from tokenlimit_core.tokenizer import MAX_TOKENIZE_CHARS, Tokenizer, count_by_length, encoding_available, preload
 
 ODD = ["", "a", "\ud800 lone surrogate 你", "<|endoftext|><|im_start|>", "e\u0301 ＡＢＣ 😀", "中文" * 50]
 
@@ -73,6 +73,12 @@ def test_without_any_tokenizer_length_estimates(monkeypatch, without_quicktok):
     assert tokenizer.method == "chars" and tokenizer.encoding_name == "chars"
     assert tokenizer.count("abcd" * 10) == 10 and tokenizer.count("") == 0
     assert tokenizer.token_ids("abc") is None and tokenizer.token_classes() is None
+
+
+def test_preload_loads_every_encoding_once(without_quicktok):
+    assert preload() == {"cl100k_base": "tiktoken:cl100k_base", "o200k_base": Tokenizer("o200k_base").method,
+                         "qwen3": "tiktoken:cl100k_base", "llama3": "tiktoken:cl100k_base"}
+    assert set(Tokenizer._loaded) == {"cl100k_base", "o200k_base", "qwen3", "llama3"}
 
 
 def test_chars_is_an_encoding_of_its_own():

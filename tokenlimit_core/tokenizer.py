@@ -168,6 +168,11 @@ def _quicktok(name: str) -> Any:
         return None
 
 
+def preload(names: tuple[str, ...] = (FALLBACK_ENCODING,) + QUICKTOK_ENCODINGS) -> dict[str, str]:
+    """Load encodings now, e.g. at startup rather than on a user's first request; returns name -> method."""
+    return {name: Tokenizer(name).method for name in names}
+
+
 def encoding_available(name: str) -> bool:
     """Whether `name` can be counted here (loads it once if needed)."""
     return Tokenizer(name).encoding_name == name
