@@ -110,7 +110,7 @@ def test_missing_encoding_falls_back_to_cl100k():
 
 def test_encoding_per_model_family():
     assert encoding_for("gpt-4o-mini") == "o200k_base"
-    assert encoding_for("o3-mini") == "o200k_base"
+    assert encoding_for("o3-mini") == encoding_for("gpt-oss:20b") == "o200k_base"
     assert encoding_for("gpt-4") == "cl100k_base"
     assert encoding_for("llama2:7b") == encoding_for("mistral") == "cl100k_base"
     assert encoding_for("qwen3:8b") == encoding_for("Qwen/Qwen2.5-7B") == "qwen3"

@@ -33,6 +33,7 @@ log = logging.getLogger("tokenlimit.estimate")
 CACHE_ENTRIES = 8192
 ENCODING_BY_PATTERN = {"gpt-4o*": "o200k_base", "gpt-4.1*": "o200k_base", "gpt-5*": "o200k_base",
                        "o1*": "o200k_base", "o3*": "o200k_base", "o4*": "o200k_base", "chatgpt-4o*": "o200k_base",
+                       "gpt-oss*": "o200k_base",  # o200k_harmony: o200k_base plus special tokens
                        "qwen*": "qwen3", "*/qwen*": "qwen3",
                        "llama3*": "llama3", "llama-3*": "llama3", "*/llama3*": "llama3", "*/llama-3*": "llama3",
                        "*/meta-llama-3*": "llama3"}
@@ -141,10 +142,18 @@ class Estimate:
         return self.prompt + self.completion
 
 
+_encoding_of: dict[str, str] = {}
+
+
 def encoding_for(model: str) -> str:
     """The encoding that suits a model id (cl100k_base unless a pattern says otherwise)."""
-    pattern = best_match(ENCODING_BY_PATTERN, [model.lower()]) if model else None
-    return ENCODING_BY_PATTERN[pattern] if pattern else "cl100k_base"
+    found = _encoding_of.get(model)
+    if found is None:
+        pattern = best_match(ENCODING_BY_PATTERN, [model.lower()]) if model else None
+        found = ENCODING_BY_PATTERN[pattern] if pattern else FALLBACK_ENCODING
+        if len(_encoding_of) < 1000:  # model ids come from requests: keep the memo bounded
+            _encoding_of[model] = found
+    return found
 
 
 def _text_parts(content: Any) -> tuple[list[str], int]:
