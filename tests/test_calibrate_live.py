@@ -98,8 +98,10 @@ def test_apply_stores_a_twin_beside_the_calibration_and_replaces_it():
     policy = Policy.from_json(store.load_policy().policy_json)
     assert policy.calibration == {"qwen3*": own, "qwen3*@cl100k_base": twin}
     assert store.audit_log(1)[0].detail["twin"]["tokens"] == 0.7
-    apply(store, "qwen3*", Calibration(encoding="cl100k_base"), actor="bob")  # no twin: the old one goes
-    assert list(Policy.from_json(store.load_policy().policy_json).calibration) == ["qwen3*"]
+    refit = Calibration(encoding="qwen3", webui_overhead=2000)
+    apply(store, "qwen3*", refit, actor="bob")  # no twin (a ledger fit, say): the earlier one stays
+    assert Policy.from_json(store.load_policy().policy_json).calibration == {"qwen3*": refit,
+                                                                             "qwen3*@cl100k_base": twin}
     with pytest.raises(ValueError, match="twin"):
         apply(store, "qwen3*", own, actor="alice", twin=own)
     with pytest.raises(ValueError, match="without '@'"):

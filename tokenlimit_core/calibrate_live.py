@@ -103,7 +103,7 @@ def apply(store: Store, model_pattern: str, calibration: Calibration, actor: str
     """Write `calibration` for `model_pattern` into the store's policy and audit it; returns the new revision.
 
     `twin` (from `calibrate.fit_family`) goes under "<model_pattern>@<its encoding>"; without
-    one, an older twin of the pattern is removed, since it no longer matches the calibration.
+    one, a twin stored earlier stays: it still maps cl100k_base counts to the provider's.
     """
     if not isinstance(model_pattern, str) or not model_pattern.strip() or "@" in model_pattern:
         raise ValueError("model_pattern must name a model id or glob without '@', e.g. 'gpt-4o*'")
@@ -122,8 +122,7 @@ def apply(store: Store, model_pattern: str, calibration: Calibration, actor: str
                              "writes one, then apply the calibration")
         policy = Policy.from_json(record.policy_json)
         before = policy.calibration.get(model_pattern)
-        kept = {p: c for p, c in policy.calibration.items() if not p.startswith(model_pattern + "@")}
-        updated = policy.model_copy(update={"calibration": {**kept, **entries}})
+        updated = policy.model_copy(update={"calibration": {**policy.calibration, **entries}})
         text = Policy.from_json(updated.to_json()).to_json()
         if store.policy_revision() != record.revision:
             continue  # someone saved in between: start again from their policy
