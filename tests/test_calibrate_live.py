@@ -90,7 +90,7 @@ def test_apply_round_trips_through_a_memory_store_and_is_audited():
     assert store.audit_log(1)[0].detail["before"]["tokens"] == 0.8
 
 
-def test_apply_stores_a_twin_beside_the_calibration_and_replaces_it():
+def test_apply_stores_a_twin_beside_the_calibration_and_keeps_it():
     store = open_store("memory://")
     store.save_policy(Policy().to_json(), "seed")
     own, twin = Calibration(encoding="qwen3", per_message=4.1), Calibration(encoding="cl100k_base", tokens=0.7)
