@@ -92,6 +92,19 @@ def settings_from_valves(valves: BaseModel) -> Settings:
     return Settings.load({k: v for k, v in values.items() if k in Settings.model_fields}, environ={})
 
 
+def preload_tokenizers() -> None:
+    """Load the tokenizers in a background thread now, not on a user's first request (never raises)."""
+    def load():
+        try:
+            from ..tokenizer import preload
+
+            preload()
+        except Exception as exc:  # a missing tokenizer only makes estimates coarser
+            log.info("tokenlimit: tokenizer preload skipped (%s)", exc)
+
+    threading.Thread(target=load, name="tokenlimit-preload", daemon=True).start()
+
+
 class EngineCache:
     """One Engine per (store, failure mode, seed); rebuilt when the valves that shape it change."""
 

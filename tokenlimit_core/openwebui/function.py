@@ -27,6 +27,8 @@ class Filter:
         self.Valves = common.valves_with_env_defaults(type(self).Valves)
         self.valves = self.Valves()
         self._engines = common.EngineCache()
+        # Loading an encoding holds the interpreter ~0.5 s: do it when the Function loads, not mid-chat.
+        common.preload_tokenizers()
 
     async def inlet(self, body: dict, __user__: Optional[dict] = None, __metadata__: Optional[dict] = None,
                     __event_emitter__: Any = None, __model__: Optional[dict] = None) -> dict:

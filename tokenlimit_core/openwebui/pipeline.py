@@ -35,7 +35,8 @@ class Pipeline:
         self._engines = common.EngineCache()
 
     async def on_startup(self):
-        """Open the store early; never raises (an exception here stops the whole Pipelines server)."""
+        """Open the store and load tokenizers early; never raises (an exception here stops the whole server)."""
+        common.preload_tokenizers()
         await self._warm_up()
 
     async def on_shutdown(self):
