@@ -43,6 +43,7 @@ def test_charge_counts_pending_and_refuses_over_limit(store):
     [counter] = store.counters([CounterKey("user:u1:total", "2026-12-04")])
     assert (counter.used, counter.pending) == (0, 60)
     assert store.get_event("r2").status == "denied"
+    assert store.get_event("r2").reason == "too_large" and store.get_event("r1").reason is None
 
 
 def test_used_up_versus_too_large(store):
@@ -54,6 +55,7 @@ def test_shadow_mode_charges_but_marks(store):
     charge(store, "r1", 90)
     result = charge(store, "r2", 90, enforce=False)
     assert result.charged and result.verdict.decision == "shadow_denied"
+    assert store.get_event("r2").reason == "too_large"
 
 
 def test_charge_is_idempotent_per_request(store):

@@ -71,6 +71,7 @@ class LedgerEvent:
     status: str = "pending"  # pending | settled | refunded | denied
     decision: str = "allowed"  # allowed | warned | denied | shadow_denied
     deciding: Optional[str] = None
+    reason: Optional[str] = None  # too_large | used_up, for refusals (and shadow refusals)
     actual_prompt: Optional[int] = None
     actual_completion: Optional[int] = None
     actual_source: Optional[str] = None

@@ -64,7 +64,7 @@ class StoreState:
             return ChargeResult(old.status not in ("denied",), counters, verdict, duplicate=True)
         verdict = judge(req.budgets, counters, req.amount, req.enforce, req.warn_threshold)
         deciding = str(req.budgets[verdict.deciding].key) if verdict.deciding is not None else None
-        event = replace(req.event, request_id=req.request_id, decision=verdict.decision, deciding=deciding,
+        event = replace(req.event, request_id=req.request_id, decision=verdict.decision, deciding=deciding, reason=verdict.reason,
                         charged=req.amount if verdict.charge else 0,
                         status="pending" if verdict.charge else "denied")
         if verdict.charge:

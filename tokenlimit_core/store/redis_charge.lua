@@ -41,6 +41,7 @@ local fields = {'request_id', rid, 'ts', ARGV[10], 'day', ARGV[12], 'user_id', A
                 'status', charge and 'pending' or 'denied'}
 if ARGV[16] ~= '' then fields[#fields + 1] = 'cost'; fields[#fields + 1] = ARGV[16] end
 if deciding > 0 then fields[#fields + 1] = 'deciding'; fields[#fields + 1] = names[deciding] end
+if reason ~= '' then fields[#fields + 1] = 'reason'; fields[#fields + 1] = reason end
 for _, x in ipairs(cjson.decode(ARGV[17 + n * 3])) do fields[#fields + 1] = x end
 stream_add(KEYS[5], maxlen, fields)
 

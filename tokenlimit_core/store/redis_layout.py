@@ -89,7 +89,7 @@ def _field_types() -> dict[str, type]:
 EVENT_TYPES = _field_types()
 # fields the charge script gets as arguments of their own, or decides itself
 SET_BY_CHARGE = ("request_id", "ts", "day", "user_id", "model", "est_prompt", "cost",
-                 "decision", "deciding", "charged", "status")
+                 "decision", "deciding", "reason", "charged", "status")
 
 
 def number_text(value: Any) -> str:
