@@ -9,8 +9,10 @@ if command -v fc-list >/dev/null && [ -n "$(fc-list :lang=zh family 2>/dev/null 
   exit 0
 fi
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends fonts-noto-cjk >/dev/null 2>&1; then
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends fonts-noto-cjk >/dev/null
+install() { DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends fonts-noto-cjk >/dev/null 2>&1; }
+# Screenshots only: a failed install is reported, never fatal for the test run.
+if install || { $SUDO apt-get update -qq && install; }; then
+  echo "installed fonts-noto-cjk"
+else
+  echo "warning: could not install fonts-noto-cjk; Chinese screenshots will show boxes"
 fi
-echo "installed fonts-noto-cjk"
