@@ -140,8 +140,13 @@ def test_language_switch_in_the_browser(panel, browser_page):
     settle(page)
     assert problems(page) == []
     screenshot(page, "settings-zh")
+    page.locator('[data-testid="stSidebarNavLink"]', has_text="总览").first.click()
+    page.get_by_role("heading", name="总览").first.wait_for()
+    settle(page)
+    assert problems(page) == []
+    screenshot(page, "overview-zh")
     page.get_by_test_id("stSidebar").get_by_text("English").click()
-    page.get_by_role("heading", name="Settings").first.wait_for()
+    page.get_by_role("heading", name="Overview").first.wait_for()
 
 
 def test_server_log_has_no_traceback(panel):

@@ -63,7 +63,7 @@ TEXTS = {
     "overview.window": "时间范围（天）",
     "overview.tokens_today": "今日令牌", "overview.tokens_today_help": "今日请求的令牌数（已结算的按实际，待结算的按估算）。",
     "overview.spend_today": "今日花费：{spend}",
-    "overview.capacity": "本{window}已用比例",
+    "overview.capacity": "本周期已用比例（每{window}）",
     "overview.capacity_help": "当前周期内已用令牌，与所有已知用户总额度（含额外授予）之和相比。",
     "overview.capacity_detail": "{used} / {capacity} 令牌 · 不限额用户：{unlimited}",
     "overview.requests_today": "今日请求",
