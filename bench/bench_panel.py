@@ -1,4 +1,4 @@
-"""Panel overview speed: render time in AppTest for a store with 1,000 users × 365 days, and the loading behind it.
+"""Panel speed: overview (and users page) render time in AppTest for 1,000 users × 365 days, and the loading behind it.
 
 Fills a store with `demo.generate_history` (one daily rollup row per user, day and model, and the
 user directory) plus the demo policy, then measures, in the same run:
@@ -6,7 +6,7 @@ user directory) plus the demo policy, then measures, in the same run:
   total-budget counter, today's ledger), straight against the store;
 - the whole overview page in `streamlit.testing.v1.AppTest`: cold (caches cleared before each
   run, so every read hits the store) and warm (st.cache_data filled, as for an admin clicking around),
-  for the default 30-day window and for 365 days.
+  for the default 30-day window and for 365 days; and the users page with one user's history.
 Goal (DESIGN.md): the overview renders in ≤ 2 s.
 
     python bench/bench_panel.py                      # memory and tinydb, 1,000 users × 365 days × 3 models
@@ -86,8 +86,8 @@ def loading(store, url: str, repeats: int) -> dict:
     return {name: stats(values) for name, values in out.items()}
 
 
-def render(url: str, repeats: int, days: int, cold: bool) -> dict:
-    """The overview page in AppTest, signed in; returns timing stats of `AppTest.run()`."""
+def render(url: str, repeats: int, days: int, cold: bool, page: str = "overview") -> dict:
+    """A page (overview, or users with its first user picked) in AppTest, signed in; timing of `AppTest.run()`."""
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
@@ -97,8 +97,11 @@ def render(url: str, repeats: int, days: int, cold: bool) -> dict:
     at.session_state["panel_user"] = {"actor": "bench", "can_write": True, "via": "password"}
     at.run()  # opens the store once (st.cache_resource), as a running panel has
     assert not at.exception, [e.value for e in at.exception]
+    if page != "overview":
+        at.switch_page(f"app_pages/{page}.py").run()
+    days_key = {"overview": "ov_days", "users": "us_days"}[page]
     if days != 30:
-        at.radio(key="ov_days").set_value(days).run()
+        at.radio(key=days_key).set_value(days).run()
     times = []
     for _ in range(repeats):
         if cold:
@@ -107,7 +110,7 @@ def render(url: str, repeats: int, days: int, cold: bool) -> dict:
         at.run()
         times.append(time.perf_counter() - t0)
         assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
-        assert len(at.get("plotly_chart")) >= 4
+        assert len(at.get("plotly_chart")) >= (4 if page == "overview" else 1)
     return stats(times)
 
 
@@ -139,6 +142,8 @@ def main(argv=None) -> int:
                 "overview_cold_30d": render(url, args.repeats, 30, cold=True),
                 "overview_warm_30d": render(url, args.repeats, 30, cold=False),
                 "overview_cold_365d": render(url, max(3, args.repeats // 2), 365, cold=True),
+                "users_cold_30d": render(url, args.repeats, 30, cold=True, page="users"),
+                "users_cold_365d": render(url, max(3, args.repeats // 2), 365, cold=True, page="users"),
             }
             store.close()
     print_table(results)
@@ -159,7 +164,8 @@ def print_table(results: dict) -> None:
             continue
         for name, value in res["loading"].items():
             print(f"{backend:8} {'load ' + name:28} {value['median_s']:9.3f} {value['p99_s']:8.3f} {'':>8}")
-        for name in ("overview_cold_30d", "overview_warm_30d", "overview_cold_365d"):
+        for name in ("overview_cold_30d", "overview_warm_30d", "overview_cold_365d", "users_cold_30d",
+                     "users_cold_365d"):
             value = res[name]
             ratio = value["median_s"] / cfg["goal_s"]
             print(f"{backend:8} {name.replace('_', ' '):28} {value['median_s']:9.3f} {value['p99_s']:8.3f} "
