@@ -11,7 +11,7 @@ Goal (DESIGN.md): the overview renders in ≤ 2 s.
 
     python bench/bench_panel.py                      # memory and tinydb, 1,000 users × 365 days × 3 models
     python bench/bench_panel.py --backends memory --quick   # 100 users × 60 days: a smoke run
-Prints a table and writes bench/results/panel.json.
+Prints a table and writes bench/results/panel.json (panel-quick.json with --quick).
 """
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ def main(argv=None) -> int:
             }
             store.close()
     print_table(results)
-    out = ROOT / "bench" / "results" / "panel.json"
+    out = ROOT / "bench" / "results" / ("panel-quick.json" if args.quick else "panel.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"\nwrote {out.relative_to(ROOT)}")
