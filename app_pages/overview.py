@@ -11,6 +11,8 @@ from tokenlimit_core import WindowSpec, window_bounds
 from tokenlimit_core.messages import format_time
 
 WINDOWS = [7, 30, 90, 365]
+DAILY_DAYS = 90  # longer views chart months, from the store's month rollups
+HEAT_DAYS = 90
 SIZE_DAYS = 7
 MIN_SIZED = 100  # fewer requests today than this: show the last week's sizes instead
 
@@ -81,8 +83,13 @@ else:
 # -- consumption over time
 days = st.radio(t("overview.window"), WINDOWS, index=1, key="ov_days", horizontal=True)
 with st.spinner(t("overview.loading", n=days)):
-    usage = data.daily(ctx.store, ctx.url, *data.day_range(today, days))
-st.subheader(t("overview.over_time", n=days))
+    if days > DAILY_DAYS:  # a year of daily rows is a million rows: read the month rollups instead
+        first_day, last_day = data.day_range(today, days)
+        usage = data.monthly(ctx.store, ctx.url, first_day[:7], last_day[:7])
+        heat_source = data.daily(ctx.store, ctx.url, *data.day_range(today, 30))  # usually cached already
+    else:
+        usage = heat_source = data.daily(ctx.store, ctx.url, *data.day_range(today, days))
+st.subheader(t("overview.over_time_months", n=days) if days > DAILY_DAYS else t("overview.over_time", n=days))
 if usage.empty:
     st.caption(t("overview.no_usage"))
     st.stop()
@@ -100,7 +107,7 @@ right.plotly_chart(charts.top_bar(usage.groupby("model", as_index=False)["tokens
 
 st.subheader(t("overview.heatmap"))
 st.caption(t("overview.heatmap_help"))
-heat_days = usage[usage["day"] >= data.day_range(today, min(days, 90))[0]]
+heat_days = heat_source[heat_source["day"] >= data.day_range(today, min(days, HEAT_DAYS))[0]]
 st.plotly_chart(charts.utilization_heatmap(heat_days, data.user_limits(policy, directory), names),
                 key="ov_heatmap", width="stretch")
 

@@ -43,6 +43,10 @@ def test_headline_numbers_match_the_store(monkeypatch):
     assert len(plotly_charts(at)) == 5  # over time, top users, top models, heat map, request sizes
     at.radio(key="ov_days").set_value(7).run()
     assert "Tokens per day by model, last 7 days" in all_text(at)
+    at.radio(key="ov_days").set_value(365).run()
+    assert not at.exception
+    assert "Tokens per month by model, last 365 days" in all_text(at)  # read from month rollups
+    assert len(plotly_charts(at)) == 5
 
 
 def test_users_over_their_limit_are_listed(monkeypatch):

@@ -54,6 +54,12 @@ def _frame(rows) -> pd.DataFrame:
     return pd.DataFrame.from_records(list(map(_DAILY_FIELDS, rows)), columns=DAILY_COLUMNS)
 
 
+@st.cache_data(ttl=60, show_spinner=False, max_entries=8)
+def monthly(_store: Store, url: str, first_month: str, last_month: str) -> pd.DataFrame:
+    """Month rollup rows (the month 'YYYY-MM' in `day`, user, model): a year in thousands of rows, not millions."""
+    return _frame(_store.monthly_usage(first_month, last_month))
+
+
 @st.cache_data(ttl=PAST_TTL, show_spinner=False, max_entries=16)
 def _daily_past(_store: Store, url: str, first_day: str, last_day: str, user_id: Optional[str]) -> pd.DataFrame:
     return _frame(_store.daily_usage(first_day, last_day, user_id))

@@ -79,6 +79,7 @@ TEXTS = {
     "overview.next_reset": "Next reset", "overview.in_hours": "{day} · in {hours} h",
     "overview.near_limit": "Close to or over their limit: {n} users (≥ {threshold})",
     "overview.nobody_near": "Nobody is close to their limit in this window.",
+    "overview.over_time_months": "Tokens per month by model, last {n} days",
     "overview.over_time": "Tokens per day by model, last {n} days",
     "overview.no_usage": "No usage recorded in this period.",
     "overview.top_users": "Top users", "overview.top_models": "Top models",

@@ -71,6 +71,7 @@ TEXTS = {
     "overview.next_reset": "下次重置", "overview.in_hours": "{day} · {hours} 小时后",
     "overview.near_limit": "接近或超过额度的用户：{n} 个（≥ {threshold}）",
     "overview.nobody_near": "本周期内没有用户接近额度。",
+    "overview.over_time_months": "最近 {n} 天每月令牌（按模型）",
     "overview.over_time": "最近 {n} 天每日令牌（按模型）",
     "overview.no_usage": "此时间范围内没有用量记录。",
     "overview.top_users": "用量最多的用户", "overview.top_models": "用量最多的模型",
