@@ -131,8 +131,9 @@ class StoreState:
                 if start <= e.ts < end and (user_id is None or e.user_id == user_id)]
 
     def daily_usage(self, first_day: str, last_day: str, user_id: Optional[str]) -> list[DailyUsage]:
-        return [DailyUsage(day, uid, model, **row) for (day, uid, model), row in sorted(self.daily.items())
-                if first_day <= day <= last_day and (user_id is None or uid == user_id)]
+        chosen = [(key, row) for key, row in self.daily.items()
+                  if first_day <= key[0] <= last_day and (user_id is None or key[1] == user_id)]
+        return [DailyUsage(day, uid, model, **row) for (day, uid, model), row in sorted(chosen)]
 
     def put_history(self, daily: Iterable[DailyUsage], events: Iterable[LedgerEvent]) -> None:
         for row in daily:
