@@ -15,6 +15,7 @@ computing them.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -409,13 +410,19 @@ def calibration_for(policy: Policy, model: str, base_model: Optional[str] = None
     patterns = [p for p in policy.calibration if "@" not in p]
     pattern = best_match(patterns, [m for m in (model, base_model) if m])
     if pattern is None:
-        return Calibration(per_image=policy.image_tokens)
+        return _default_calibration(policy.image_tokens)
     calibration = policy.calibration[pattern]
     wanted = calibration_encoding(calibration)
     twin = policy.calibration.get(f"{pattern}@{FALLBACK_ENCODING}")
     if twin is not None and wanted not in (None, "chars") and not encoding_available(wanted):
         return twin
     return calibration
+
+
+@functools.lru_cache(maxsize=16)
+def _default_calibration(image_tokens: int) -> Calibration:
+    """The uncalibrated rule (validated once: a pydantic model per request costs more than the rest)."""
+    return Calibration(per_image=image_tokens)
 
 
 def _sum_counts(rows: list[tuple[int, ...]]) -> tuple[int, ...]:

@@ -101,7 +101,8 @@ class RedisStore:
         for b in budgets:
             args += [int(b.limit), number_text(float(b.expires_at)), str(b.key)]
         args.append(json.dumps(event_pairs(event, skip=SET_BY_CHARGE), ensure_ascii=False))
-        raw = self._run("charge a request", "charge", keys, args)
+        packed = json.dumps([a if isinstance(a, str) else str(a) for a in args], ensure_ascii=False)
+        raw = self._run("charge a request", "charge", keys, [packed])
         charged, charge, decision, deciding, reason, duplicate = raw[:6]
         flat = [int(x) for x in raw[6:]]
         counters = tuple(Counter(b.key, *flat[3 * i:3 * i + 3]) for i, b in enumerate(budgets))
