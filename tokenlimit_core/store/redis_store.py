@@ -8,8 +8,11 @@ redis_layout.py; connection options and error handling in redis_connection.py.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any, Iterable, Optional
+
+import redis
 
 from .base import (SCHEMA_VERSION, AuditEntry, ChargeRequest, ChargeResult, Counter, CounterKey, DailyUsage,
                    LedgerEvent, PolicyRecord, Settlement, StoreError, StoreUnavailable, UserInfo, Verdict)
@@ -30,6 +33,7 @@ class RedisStore:
         self._errors = ErrorMapper(url)
         self._client = connect(_client_url or url, self.options)
         self._scripts = load_scripts(self._client)
+        self._own = threading.local()  # per-thread connection for the hot path (see _thread_client)
         self._schema_checked = False
         try:
             self._check_schema()
@@ -58,7 +62,15 @@ class RedisStore:
         if not self._schema_checked:
             self._check_schema()
         with self._errors.mapped(what):
-            return self._scripts[script](keys=keys, args=args)
+            return self._scripts[script](keys=keys, args=args, client=self._thread_client())
+
+    def _thread_client(self) -> redis.Redis:
+        """This thread's own connection from the shared pool: skips the pool's lock and bookkeeping per call."""
+        client = getattr(self._own, "client", None)
+        if client is None:
+            client = redis.Redis(connection_pool=self._client.connection_pool, single_connection_client=True)
+            self._own.client = client
+        return client
 
     def _call(self, what: str, fn, *args, **kwargs):
         if not self._schema_checked:
@@ -316,6 +328,9 @@ class RedisStore:
 
     def close(self) -> None:
         """Close the connections."""
+        own = getattr(self._own, "client", None)
+        if own is not None:
+            own.close()
         self._client.close()
 
 
