@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 from . import messages
 from .estimate import Estimate, Estimator, Features, calibration_for
 from .periods import utcnow, usage_day, window_bounds, window_label
-from .policy import Budget, Policy, is_metered, resolve
+from .policy import Budget, Policy, best_match, is_metered, resolve
 from .store import (BudgetCharge, ChargeRequest, Counter, CounterKey, LedgerEvent, Settlement, Store,
                     StoreError, UserInfo, redact_url)
 from .usage import Usage, from_response, reply_text
@@ -74,8 +74,6 @@ class QuotaExceeded(Exception):
 
 def cost_of(policy: Policy, model: str, prompt: int, completion: int, cached: int = 0) -> Optional[float]:
     """Spend for a request at the policy's prices (per million tokens), or None without a price."""
-    from .policy import best_match
-
     pattern = best_match(policy.prices, [model])
     if pattern is None:
         return None
@@ -148,7 +146,7 @@ class Engine:
                  now: Optional[datetime] = None) -> list[BudgetStatus]:
         """Every budget that applies to this user and model, with its counter now (for Explain)."""
         policy, now = self.policy(), now or self.clock()
-        budgets = resolve(policy, user.id, user.role, model, base_model=base_model, groups=list(user.groups))
+        budgets = self._resolve(policy, user, model, base_model)
         keys = [CounterKey(b.scope, window_label(b.window, now)) for b in budgets]
         counters = self.store.counters(keys)
         return [BudgetStatus(b, c, window_bounds(b.window, now)[1]) for b, c in zip(budgets, counters)]

@@ -195,6 +195,15 @@ def new_request_id(message_id: Any, task: Optional[str], engine: Engine) -> str:
     return uuid.uuid4().hex
 
 
+def engine_and_decision(cache: EngineCache, valves: BaseModel, user: UserInfo, model: str, body: Any, **request
+                        ) -> tuple[Optional[Engine], Optional[Decision]]:
+    """The engine for these valves and its decision on one request; (None, None) when the store is unusable."""
+    engine = engine_for(cache, valves)
+    if engine is None:
+        return None, None
+    return engine, check(engine, user, model, body, **request)
+
+
 def check(engine: Engine, user: UserInfo, model: str, body: Any, *, message_id: Any, base_model: Optional[str],
           source: str, task: Optional[str]) -> Decision:
     """Charge one request (blocking: run it in a worker thread)."""

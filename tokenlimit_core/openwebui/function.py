@@ -47,15 +47,9 @@ class Filter:
         task = common.task_of(metadata)
         source = common.source_of(metadata, "api")
 
-        def charge():
-            engine = common.engine_for(self._engines, valves)
-            if engine is None:
-                return None, None
-            decision = common.check(engine, user, model, body, message_id=metadata.get("message_id"),
-                                    base_model=base_model, source=source, task=task)
-            return engine, decision
-
-        engine, decision = await asyncio.to_thread(charge)
+        engine, decision = await asyncio.to_thread(
+            common.engine_and_decision, self._engines, valves, user, model, body,
+            message_id=metadata.get("message_id"), base_model=base_model, source=source, task=task)
         if decision is None:
             return body
         refused = common.refusal(engine, decision, valves.language)

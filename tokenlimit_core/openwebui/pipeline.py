@@ -65,14 +65,9 @@ class Pipeline:
         task = common.task_of(metadata)
         source = common.source_of(metadata, "pipeline")
 
-        def charge():
-            engine = common.engine_for(self._engines, valves)
-            if engine is None:
-                return None, None
-            return engine, common.check(engine, info, model, body, message_id=metadata.get("message_id"),
-                                        base_model=None, source=source, task=task)
-
-        engine, decision = await asyncio.to_thread(charge)
+        engine, decision = await asyncio.to_thread(
+            common.engine_and_decision, self._engines, valves, info, model, body,
+            message_id=metadata.get("message_id"), base_model=None, source=source, task=task)
         if decision is None:
             return body
         refused = common.refusal(engine, decision, valves.language)
