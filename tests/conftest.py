@@ -12,6 +12,7 @@ import pathlib
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 
@@ -102,3 +103,22 @@ def store(store_url):
 def load_fixture(name: str) -> dict:
     """One captured Open WebUI payload from ../shared/fixtures/openwebui."""
     return json.loads((FIXTURES / name).read_text())
+
+
+@pytest.fixture
+def without_quicktok(monkeypatch):
+    """As on a machine without quicktok-v1: its import fails and no tokenizer is loaded yet."""
+    from tokenlimit_core.tokenizer import Tokenizer
+
+    monkeypatch.setitem(sys.modules, "quicktok", None)
+    monkeypatch.setattr(Tokenizer, "_loaded", {})
+    monkeypatch.setattr(Tokenizer, "_classes", {})
+
+
+def quicktok_or_skip():
+    """The quicktok module; fails in CI (skips locally) when quicktok-v1 is not installed."""
+    try:
+        import quicktok
+    except ImportError:
+        missing_service("quicktok-v1 (pip install quicktok-v1)")
+    return quicktok

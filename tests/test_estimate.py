@@ -1,10 +1,9 @@
 """Estimation: the cookbook counting rule, content shapes, caching, fallbacks, completion expectation."""
 import json
-import sys
 
 import pytest
 
-from conftest import CALIBRATION, missing_service
+from conftest import CALIBRATION, quicktok_or_skip
 from tokenlimit_core import tokenizer as tokenizer_module
 from tokenlimit_core.estimate import (Estimator, Tokenizer, apply_calibration, calibration_for, count_by_length,
                                       encoding_for, expected_completion)
@@ -115,22 +114,6 @@ def test_encoding_per_model_family():
     assert encoding_for("llama2:7b") == encoding_for("mistral") == "cl100k_base"
     assert encoding_for("qwen3:8b") == encoding_for("Qwen/Qwen2.5-7B") == "qwen3"
     assert encoding_for("llama3.1:8b") == encoding_for("meta-llama/Llama-3.3-70B-Instruct") == "llama3"
-
-
-@pytest.fixture
-def without_quicktok(monkeypatch):
-    """As on a machine without quicktok-v1: its import fails and no tokenizer is loaded yet."""
-    monkeypatch.setitem(sys.modules, "quicktok", None)
-    monkeypatch.setattr(Tokenizer, "_loaded", {})
-    monkeypatch.setattr(Tokenizer, "_classes", {})
-
-
-def quicktok_or_skip():
-    try:
-        import quicktok
-    except ImportError:
-        missing_service("quicktok-v1 (pip install quicktok-v1)")
-    return quicktok
 
 
 CHINESE = {"messages": [{"role": "system", "content": "你是一个乐于助人的助手。"},

@@ -3,26 +3,11 @@ import sys
 
 import pytest
 
-from conftest import missing_service
+from conftest import quicktok_or_skip
 from tokenlimit_core import tokenizer as tk
 from tokenlimit_core.tokenizer import MAX_TOKENIZE_CHARS, Tokenizer, count_by_length, encoding_available, preload
 
 ODD = ["", "a", "\ud800 lone surrogate 你", "<|endoftext|><|im_start|>", "e\u0301 ＡＢＣ 😀", "中文" * 50]
-
-
-@pytest.fixture
-def without_quicktok(monkeypatch):
-    monkeypatch.setitem(sys.modules, "quicktok", None)
-    monkeypatch.setattr(Tokenizer, "_loaded", {})
-    monkeypatch.setattr(Tokenizer, "_classes", {})
-
-
-def quicktok_or_skip():
-    try:
-        import quicktok
-    except ImportError:
-        missing_service("quicktok-v1 (pip install quicktok-v1)")
-    return quicktok
 
 
 @pytest.mark.parametrize("name", ["cl100k_base", "o200k_base", "qwen3", "llama3"])
